@@ -1,0 +1,127 @@
+"""The one place for third-party quirks.
+
+1. mmcv-lite ships no compiled ops, yet mmseg 1.2.2 imports ``mmcv.ops`` at module
+   level. ``install_mmcv_ops_shim`` puts a pure-PyTorch ``mmcv.ops`` in front of the
+   real one: ``point_sample`` works, every other op raises ``ModuleNotFoundError``
+   (which mmseg's guarded imports expect).
+2. mmengine 0.10.7 loads checkpoints with a bare ``torch.load``; on torch >= 2.6 that
+   means ``weights_only=True`` and mmengine's own checkpoints (message hub, numpy
+   scalars) are refused. ``install_safe_checkpoint_loading`` allow-lists exactly the
+   types mmengine stores and turns a refused pickle into one clear error. Unrestricted
+   unpickling is never used.
+"""
+import sys
+import types
+
+import torch
+import torch.nn.functional as F
+
+
+class CheckpointRefusedError(RuntimeError):
+    """A checkpoint file holds pickled objects outside the allow-list."""
+
+
+# ---------------------------------------------------------------- mmcv.ops shim
+def point_sample(input: torch.Tensor, points: torch.Tensor, align_corners: bool = False,
+                 **kwargs) -> torch.Tensor:
+    """Sample ``input`` (N, C, H, W) at ``points`` in [0, 1]^2, shaped (N, P, 2) or
+    (N, Hg, Wg, 2); returns (N, C, P) or (N, C, Hg, Wg)."""
+    flat = points.dim() == 3
+    grid = points.unsqueeze(2) if flat else points
+    out = F.grid_sample(input, 2.0 * grid - 1.0, align_corners=align_corners, **kwargs)
+    return out.squeeze(3) if flat else out
+
+
+def _missing_op(name: str):
+    def op(*args, **kwargs):
+        raise ModuleNotFoundError(
+            f'mmcv.ops.{name} needs compiled mmcv ops; adapterkit runs on mmcv-lite, '
+            'which has none (use the pure-PyTorch code path of the caller)')
+    op.__name__ = name
+    return op
+
+
+# Imported unguarded at module level by mmseg; only called on its CUDA path.
+_CALL_TIME_MISSING = ('sigmoid_focal_loss',)
+
+
+def install_mmcv_ops_shim() -> None:
+    """Make ``import mmseg`` work on mmcv-lite. Idempotent; a no-op with full mmcv."""
+    current = sys.modules.get('mmcv.ops')
+    if current is not None and getattr(current, '__adapterkit_shim__', False):
+        return
+    import importlib.util
+    if importlib.util.find_spec('mmcv._ext') is not None:
+        return  # real compiled ops are available
+    shim = types.ModuleType('mmcv.ops')
+    shim.__adapterkit_shim__ = True
+    shim.point_sample = point_sample
+    for name in _CALL_TIME_MISSING:
+        setattr(shim, name, _missing_op(name))
+
+    def __getattr__(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        raise ModuleNotFoundError(
+            f'mmcv.ops.{name} is not available: mmcv-lite has no compiled ops')
+
+    shim.__getattr__ = __getattr__
+    import mmcv
+    sys.modules['mmcv.ops'] = shim
+    mmcv.ops = shim
+
+
+# ------------------------------------------------------- safe checkpoint loading
+def _mmengine_safe_types() -> list:
+    """Every non-tensor type an mmengine Runner checkpoint stores."""
+    import collections
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    safe = [HistoryBuffer, collections.OrderedDict, collections.defaultdict,
+            np.dtype, np.ndarray, np.core.multiarray._reconstruct
+            if hasattr(np, 'core') else None]
+    # numpy scalars and arrays are pickled via these reconstructors and dtype classes.
+    import numpy.core.multiarray as multiarray  # noqa: F401  (numpy>=2 keeps the alias)
+    safe += [multiarray.scalar, multiarray._reconstruct]
+    safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64',
+                                         'int32', 'int8', 'uint8', 'bool')]
+    return [t for t in safe if t is not None]
+
+
+def load_checkpoint_file(filename, map_location=None) -> dict:
+    """``torch.load`` restricted to tensors, containers and mmengine's stored types."""
+    try:
+        with torch.serialization.safe_globals(_mmengine_safe_types()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised below with the file named
+        if isinstance(err, FileNotFoundError):
+            raise
+        if 'weights_only' in str(err) or 'Unsupported global' in str(err) \
+                or type(err).__name__ == 'UnpicklingError':
+            reason = next((line.strip() for line in str(err).splitlines()
+                           if 'Unsupported global' in line or 'Unsupported operand' in line),
+                          str(err).splitlines()[0] if str(err) else type(err).__name__)
+            raise CheckpointRefusedError(
+                f'{filename}: refused to load checkpoint, it holds pickled objects outside '
+                f'the allow-list ({reason}); nothing from it was executed') from None
+        raise
+
+
+def install_safe_checkpoint_loading() -> None:
+    """Route mmengine's local/file checkpoint loading through ``load_checkpoint_file``."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    @CheckpointLoader.register_scheme(prefixes='', force=True)
+    def _load_local(filename, map_location=None, logger=None):
+        import os.path as osp
+        filename = osp.expanduser(filename)
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'{filename} can not be found.')
+        return load_checkpoint_file(filename, map_location=map_location)
+
+
+def install() -> None:
+    install_mmcv_ops_shim()
+    install_safe_checkpoint_loading()
