@@ -10,6 +10,7 @@
    types mmengine stores and turns a refused pickle into one clear error. Unrestricted
    unpickling is never used.
 """
+import pickle
 import sys
 import types
 
@@ -72,41 +73,48 @@ def install_mmcv_ops_shim() -> None:
 
 
 # ------------------------------------------------------- safe checkpoint loading
-def _mmengine_safe_types() -> list:
-    """Every non-tensor type an mmengine Runner checkpoint stores."""
+def _history_buffer_getattr(obj, name: str):
+    """The only ``getattr`` a checkpoint may call: mmengine's HistoryBuffer pickles its
+    statistics methods as ``getattr(HistoryBuffer, 'mean')`` and the like."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise CheckpointRefusedError(f'checkpoint asks for getattr({obj!r}, {name!r})')
+
+
+def _mmengine_safe_globals() -> list:
+    """Every non-tensor global an mmengine Runner checkpoint refers to."""
     import collections
 
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    safe = [HistoryBuffer, collections.OrderedDict, collections.defaultdict,
-            np.dtype, np.ndarray, np.core.multiarray._reconstruct
-            if hasattr(np, 'core') else None]
-    # numpy scalars and arrays are pickled via these reconstructors and dtype classes.
-    import numpy.core.multiarray as multiarray  # noqa: F401  (numpy>=2 keeps the alias)
-    safe += [multiarray.scalar, multiarray._reconstruct]
-    safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64',
-                                         'int32', 'int8', 'uint8', 'bool')]
-    return [t for t in safe if t is not None]
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    safe = [HistoryBuffer, collections.OrderedDict, np.ndarray, np.dtype,
+            multiarray._reconstruct, multiarray.scalar,
+            (_history_buffer_getattr, 'builtins.getattr')]
+    # numpy >= 1.25 may pickle a dtype through its class (numpy.dtypes.Float64DType, ...).
+    safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32',
+                                         'int16', 'int8', 'uint8', 'bool')]
+    return safe
 
 
 def load_checkpoint_file(filename, map_location=None) -> dict:
-    """``torch.load`` restricted to tensors, containers and mmengine's stored types."""
+    """``torch.load`` restricted to tensors, containers and mmengine's stored types.
+
+    A file whose pickle refers to anything else is refused before any of it runs.
+    """
     try:
-        with torch.serialization.safe_globals(_mmengine_safe_types()):
+        with torch.serialization.safe_globals(_mmengine_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised below with the file named
-        if isinstance(err, FileNotFoundError):
-            raise
-        if 'weights_only' in str(err) or 'Unsupported global' in str(err) \
-                or type(err).__name__ == 'UnpicklingError':
-            reason = next((line.strip() for line in str(err).splitlines()
-                           if 'Unsupported global' in line or 'Unsupported operand' in line),
-                          str(err).splitlines()[0] if str(err) else type(err).__name__)
-            raise CheckpointRefusedError(
-                f'{filename}: refused to load checkpoint, it holds pickled objects outside '
-                f'the allow-list ({reason}); nothing from it was executed') from None
-        raise
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if 'Unsupported' in line or 'unrecognized' in line
+                       or 'Trying to' in line), lines[0] if lines else 'unsafe pickle')
+        raise CheckpointRefusedError(
+            f'{filename}: refused to load checkpoint: it refers to objects outside the '
+            f'allow-list ({reason}); nothing from it was executed') from None
 
 
 def install_safe_checkpoint_loading() -> None:
@@ -114,7 +122,7 @@ def install_safe_checkpoint_loading() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def _load_local(filename, map_location=None, logger=None):
+    def load_from_local(filename, map_location=None, logger=None):
         import os.path as osp
         filename = osp.expanduser(filename)
         if not osp.isfile(filename):

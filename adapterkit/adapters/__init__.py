@@ -1,0 +1,5 @@
+from .base import AdapterStrategy
+from .decoder_only import DecoderOnly
+from .full import Full
+
+__all__ = ['AdapterStrategy', 'Full', 'DecoderOnly']

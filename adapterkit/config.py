@@ -1,0 +1,52 @@
+"""Loading configs and building models from them: the one entry point for both."""
+import os.path as osp
+from typing import Optional, Union
+
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+
+from .registry import MODELS, SCOPE
+
+_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+_EVALUATORS = ('val_evaluator', 'test_evaluator')
+
+
+class ConfigError(ValueError):
+    """A config is missing something or names something that does not exist."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read an mmengine config, apply ``--cfg-options`` style overrides, and fill defaults.
+
+    ``model.tasks`` is the one place a config lists its tasks: datasets and evaluators
+    that leave ``tasks`` out get the model's task names.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.setdefault('default_scope', SCOPE)
+    if 'model' not in cfg:
+        raise ConfigError(f'{path}: no `model` in the config')
+    tasks = cfg.model.get('tasks')
+    if tasks is not None:
+        names = list(tasks) if isinstance(tasks, dict) else list(tasks)
+        for key in _DATALOADERS:
+            dataset = cfg.get(key, {}).get('dataset') if cfg.get(key) else None
+            if isinstance(dataset, dict) and 'tasks' not in dataset:
+                dataset['tasks'] = names
+        for key in _EVALUATORS:
+            evaluator = cfg.get(key)
+            if isinstance(evaluator, dict) and 'tasks' not in evaluator:
+                evaluator['tasks'] = tasks
+    return cfg
+
+
+def build_model(cfg: Union[Config, ConfigDict, dict, str]):
+    """Build the model of a config (a path, a Config or the ``model`` dict itself)."""
+    if isinstance(cfg, str):
+        cfg = load_config(cfg)
+    init_default_scope(cfg.get('default_scope', SCOPE) if 'model' in cfg else SCOPE)
+    model_cfg = cfg['model'] if 'model' in cfg else cfg
+    return MODELS.build(model_cfg)

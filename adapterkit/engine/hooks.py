@@ -1,0 +1,51 @@
+"""Hooks adapterkit adds to mmengine's Runner."""
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+from mmengine.hooks import Hook
+
+from ..registry import HOOKS
+
+# 21 distinct colours (VOC palette) for class maps; class 255 (ignore) is drawn white.
+_PALETTE = np.array([[(i >> 0 & 1) << 7 | (i >> 3 & 1) << 6 | (i >> 6 & 1) << 5,
+                      (i >> 1 & 1) << 7 | (i >> 4 & 1) << 6 | (i >> 7 & 1) << 5,
+                      (i >> 2 & 1) << 7 | (i >> 5 & 1) << 6 | (i >> 8 & 1) << 5]
+                     for i in range(256)], dtype=np.uint8)
+_PALETTE[255] = 255
+
+
+def prediction_image(pred, label_kind: str, num_outputs: int) -> np.ndarray:
+    """An RGB uint8 picture of one decoded prediction."""
+    pred = pred.detach().float().cpu().numpy()
+    if label_kind == 'normals':  # unit vectors -> the same encoding as the data set
+        return np.clip((pred.transpose(1, 2, 0) + 1) * 127.5, 0, 255).astype(np.uint8)
+    if label_kind == 'depth':
+        depth = pred.squeeze()
+        span = max(float(depth.max() - depth.min()), 1e-6)
+        grey = ((depth - depth.min()) / span * 255).astype(np.uint8)
+        return cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)[..., ::-1]
+    if num_outputs == 1:  # probabilities
+        grey = np.clip(pred * 255, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return _PALETTE[pred.astype(np.int64).clip(0, 255)]
+
+
+@HOOKS.register_module()
+class SavePredictionsHook(Hook):
+    """Write every test prediction as ``{out_dir}/{task}/{img_id}.png``."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        for i, sample in enumerate(outputs or []):
+            img_id = sample.get('img_id') or f'{batch_idx:06d}_{i}'
+            for name, pred in sample['pred'].items():
+                task = model.tasks[name]
+                folder = osp.join(self.out_dir, name)
+                os.makedirs(folder, exist_ok=True)
+                picture = prediction_image(pred, task.label_kind, task.num_outputs)
+                cv2.imwrite(osp.join(folder, f'{img_id}.png'), picture[..., ::-1])

@@ -1,0 +1,36 @@
+"""Mixed precision that also runs on CPU (mmengine's AmpOptimWrapper is GPU-only)."""
+from contextlib import contextmanager
+
+import torch
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """Run forward passes under ``torch.autocast`` in ``dtype`` on the model's device.
+
+    bfloat16 has fp32's exponent range, so no loss scaling is needed; fp16 on CUDA
+    should use mmengine's ``AmpOptimWrapper`` (dynamic loss scaling) instead.
+    """
+
+    def __init__(self, dtype: str = 'bfloat16', **kwargs):
+        super().__init__(**kwargs)
+        self.cast_dtype = getattr(torch, dtype)
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(device, dtype=self.cast_dtype):
+            yield
+
+
+def amp_optim_wrapper(cfg: dict, device: str) -> dict:
+    """Turn an OptimWrapper config into its mixed-precision form for ``device``:
+    bf16 autocast where supported (CPU, Ampere+ GPUs), fp16 with loss scaling otherwise."""
+    cfg = dict(cfg)
+    if device == 'cuda' and not torch.cuda.is_bf16_supported():
+        cfg.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
+    else:
+        cfg.update(type='AutocastOptimWrapper', dtype='bfloat16')
+    return cfg

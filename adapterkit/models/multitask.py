@@ -1,0 +1,152 @@
+"""MultiTaskModel: one backbone, one head per task, losses weighted per task.
+
+The flow is one-directional: backbone -> {task: pyramid} -> heads[task] -> logits at
+the input size -> tasks[task].loss / decode. Strategies (adapters) change only the
+backbone; heads never know which strategy is active.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import nn
+
+from ..adapters.base import AdapterStrategy
+from ..registry import ADAPTERS, MODELS, TASKS
+from ..tasks.base import Task
+
+ConfigType = Union[dict, None]
+
+
+def build_tasks(tasks: Union[Dict[str, dict], Sequence[str]]) -> Dict[str, Task]:
+    """``{name: Task}`` from ``{name: cfg}`` (``type`` defaults to the name) or a list of names."""
+    if not isinstance(tasks, dict):
+        tasks = {name: {} for name in tasks}
+    built = {}
+    for name, cfg in tasks.items():
+        if isinstance(cfg, Task):
+            built[name] = cfg
+            continue
+        cfg = dict(cfg or {})
+        cfg.setdefault('type', name)
+        if TASKS.get(cfg['type']) is None:
+            raise KeyError(f"unknown task {cfg['type']!r} (for tasks.{name}); known tasks: "
+                           f"{', '.join(sorted(TASKS.module_dict))}")
+        built[name] = TASKS.build(cfg)
+        if built[name].name != name:
+            raise ValueError(f"tasks.{name}: type {cfg['type']!r} builds task "
+                             f"{built[name].name!r}; the key must equal the task name")
+    if not built:
+        raise ValueError('a multi-task model needs at least one task (tasks is empty)')
+    return built
+
+
+def build_adapters(adapter: Union[dict, List[dict], None]) -> List[AdapterStrategy]:
+    """One strategy config, a list of them (applied in order), or None (= Full)."""
+    if adapter is None:
+        adapter = [dict(type='Full')]
+    elif isinstance(adapter, (dict, AdapterStrategy)):
+        adapter = [adapter]
+    return [a if isinstance(a, AdapterStrategy) else ADAPTERS.build(a) for a in adapter]
+
+
+@MODELS.register_module()
+class MultiTaskModel(BaseModel):
+    """Multi-task dense prediction with a (possibly adapted) shared backbone.
+
+    Args:
+        backbone: backbone config; it must expose ``out_channels`` and answer
+            ``backbone(inputs, task_names) -> {task: [maps]}``.
+        tasks: ``{name: task cfg}`` (e.g. ``dict(semseg=dict(loss_weight=1.0))``).
+        head: head config used for every task (``in_channels`` and ``num_outputs`` are
+            filled in per task).
+        heads: optional per-task overrides of ``head`` (``{task: cfg}``).
+        adapter: a strategy config or a list of them, applied in order; None = Full.
+        train_heads: set False to freeze the heads too (e.g. to probe a backbone).
+    """
+
+    def __init__(self, backbone: dict, tasks: dict, head: dict,
+                 heads: Optional[Dict[str, dict]] = None,
+                 adapter: Union[dict, List[dict], None] = None,
+                 train_heads: bool = True,
+                 data_preprocessor: ConfigType = None, init_cfg: ConfigType = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='MultiTaskDataPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.tasks = build_tasks(tasks)
+        self.backbone = MODELS.build(backbone)
+
+        heads = heads or {}
+        unknown = set(heads) - set(self.tasks)
+        if unknown:
+            raise KeyError(f'heads: no such task {sorted(unknown)[0]!r}; '
+                           f'tasks are {list(self.tasks)}')
+        self.heads = nn.ModuleDict()
+        for name, task in self.tasks.items():
+            cfg = copy.deepcopy(heads.get(name, head))
+            cfg.update(in_channels=list(self.backbone.out_channels), num_outputs=task.num_outputs)
+            self.heads[name] = MODELS.build(cfg)
+
+        # Remember the pretrained backbone's own parameters, so that accounting can tell
+        # injected adapter parameters from unfrozen pretrained ones.
+        self.backbone_base_params = frozenset(n for n, _ in self.backbone.named_parameters())
+        self.adapters = build_adapters(adapter)
+        self.backbone.requires_grad_(False)
+        for strategy in self.adapters:
+            strategy.apply(self)
+        self.heads.requires_grad_(train_heads)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
+                mode: str = 'tensor'):
+        logits = self.predict_logits(inputs)
+        if mode == 'tensor':
+            return logits
+        if mode == 'loss':
+            return self.loss(logits, data_samples)
+        if mode == 'predict':
+            return self.predict(logits, data_samples)
+        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
+
+    def predict_logits(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Raw logits per task at the input resolution."""
+        pyramids = self.backbone(inputs, list(self.tasks))
+        size = inputs.shape[-2:]
+        return {name: F.interpolate(self.heads[name](pyramids[name]), size=size,
+                                    mode='bilinear', align_corners=False)
+                for name in self.tasks}
+
+    def loss(self, logits: Dict[str, torch.Tensor], data_samples: dict) -> Dict[str, torch.Tensor]:
+        gt = self._targets(data_samples)
+        return {f'loss_{name}': task.loss_weight * task.loss(logits[name], gt[name])
+                for name, task in self.tasks.items()}
+
+    def predict(self, logits: Dict[str, torch.Tensor], data_samples: Optional[dict]) -> List[dict]:
+        """One dict per image: ``{'pred': {task: tensor}, 'gt': {task: tensor}, 'img_id'}``."""
+        preds = {name: task.decode(logits[name]) for name, task in self.tasks.items()}
+        batch = next(iter(preds.values())).shape[0]
+        samples = data_samples or {}
+        gt = samples.get('gt') or {}
+        img_ids = samples.get('img_id') or [None] * batch
+        return [dict(pred={t: p[i] for t, p in preds.items()},
+                     gt={t: g[i] for t, g in gt.items() if t in self.tasks},
+                     img_id=img_ids[i])
+                for i in range(batch)]
+
+    def _targets(self, data_samples: Optional[dict]) -> Dict[str, torch.Tensor]:
+        gt = (data_samples or {}).get('gt') or {}
+        missing = [name for name in self.tasks if name not in gt]
+        if missing:
+            raise KeyError(f'no ground truth for task {missing[0]!r} in the batch: does the '
+                           f'dataset load it (dataset tasks must include every model task)?')
+        return gt
+
+    # ----------------------------------------------------------- adapters
+    def merge_adapters(self) -> None:
+        for strategy in self.adapters:
+            strategy.merge(self)
+
+    def unmerge_adapters(self) -> None:
+        for strategy in reversed(self.adapters):
+            strategy.unmerge(self)

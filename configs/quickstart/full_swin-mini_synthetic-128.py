@@ -1,0 +1,9 @@
+# Quickstart: the full pipeline (loader, transforms, Swin, HRNet heads, 4 task losses,
+# metrics) on the embedded synthetic data, on CPU in a few minutes.
+_base_ = [
+    '../_base_/models/swin-mini_hrnet-head.py',
+    '../_base_/datasets/synthetic-128.py',
+    '../_base_/schedules/quickstart.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(adapter=dict(type='Full'))
