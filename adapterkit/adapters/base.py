@@ -5,6 +5,10 @@ trains. It never touches heads, losses or data. Strategies compose: the model
 freezes the whole backbone once, then calls every strategy's ``apply`` in order,
 and each one only ever turns ``requires_grad`` ON for its own parts, so the
 trainable set of a composition is the union of its members' sets.
+
+Injected layers keep the names of the parameters they wrap (``...attn.qkv.weight`` stays
+``...attn.qkv.weight``) and only add their own: pretrained files still load after
+injection, and merged exports have plain timm keys.
 """
 from typing import Dict, List
 

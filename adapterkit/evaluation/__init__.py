@@ -1,0 +1,3 @@
+from .multitask_metric import MultiTaskMetric, delta_m
+
+__all__ = ['MultiTaskMetric', 'delta_m']

@@ -13,33 +13,10 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from ..adapters.base import AdapterStrategy
-from ..registry import ADAPTERS, MODELS, TASKS
-from ..tasks.base import Task
+from ..registry import ADAPTERS, MODELS
+from ..tasks.base import build_tasks
 
 ConfigType = Union[dict, None]
-
-
-def build_tasks(tasks: Union[Dict[str, dict], Sequence[str]]) -> Dict[str, Task]:
-    """``{name: Task}`` from ``{name: cfg}`` (``type`` defaults to the name) or a list of names."""
-    if not isinstance(tasks, dict):
-        tasks = {name: {} for name in tasks}
-    built = {}
-    for name, cfg in tasks.items():
-        if isinstance(cfg, Task):
-            built[name] = cfg
-            continue
-        cfg = dict(cfg or {})
-        cfg.setdefault('type', name)
-        if TASKS.get(cfg['type']) is None:
-            raise KeyError(f"unknown task {cfg['type']!r} (for tasks.{name}); known tasks: "
-                           f"{', '.join(sorted(TASKS.module_dict))}")
-        built[name] = TASKS.build(cfg)
-        if built[name].name != name:
-            raise ValueError(f"tasks.{name}: type {cfg['type']!r} builds task "
-                             f"{built[name].name!r}; the key must equal the task name")
-    if not built:
-        raise ValueError('a multi-task model needs at least one task (tasks is empty)')
-    return built
 
 
 def build_adapters(adapter: Union[dict, List[dict], None]) -> List[AdapterStrategy]:

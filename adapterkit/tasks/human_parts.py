@@ -1,10 +1,10 @@
 """Human-part segmentation (7 classes, 0 = background)."""
 from ..registry import TASKS
-from .base import Task
+from .base import SegmentationTask
 
 
 @TASKS.register_module(name='human_parts')
-class HumanParts(Task):
+class HumanParts(SegmentationTask):
     name = 'human_parts'
     num_outputs = 7
     label_kind = 'mask'

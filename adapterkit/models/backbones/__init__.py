@@ -1,0 +1,3 @@
+from .swin import SwinBackbone
+
+__all__ = ['SwinBackbone']

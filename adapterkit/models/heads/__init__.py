@@ -1,0 +1,4 @@
+from .hrnet_head import HRNetHead
+from .mmseg_head import MMSegHead
+
+__all__ = ['HRNetHead', 'MMSegHead']

@@ -1,0 +1,177 @@
+"""Swin Transformer V1 backbone built from timm, answering one feature pyramid per task.
+
+Module and state-dict names equal timm's (``patch_embed.*``, ``layers.{i}.blocks.{j}.*``,
+``layers.{i}.downsample.*``) so adapter target patterns and checkpoints line up. The
+classifier head and the final LayerNorm are dropped: the four taps never use them.
+"""
+import os.path as osp
+
+import timm
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
+
+from adapterkit.compat import load_checkpoint_file
+from adapterkit.registry import MODELS
+
+# A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the
+# start of the next stage); timm's checkpoint_filter_fn uses the same key to decide.
+_MICROSOFT_MERGE_KEY = 'layers.0.downsample.reduction.weight'
+
+
+def _unwrap(state_dict):
+    """The bare backbone tensor dict: unwrap 'model'/'state_dict'; from a whole-model
+    checkpoint (keys under 'backbone.' next to heads/decoders) keep the backbone part."""
+    for wrapper in ('model', 'state_dict'):
+        if isinstance(state_dict.get(wrapper), dict):
+            state_dict = state_dict[wrapper]
+    prefix = 'backbone.'
+    if any(k.startswith(prefix) for k in state_dict):
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return state_dict
+
+
+@MODELS.register_module()
+class SwinBackbone(BaseModule):
+    """A timm Swin V1 whose taps are the decoder inputs of MTLoRA.
+
+    Taps: after stage 0's merge (1/8), after stage 1's merge (1/16), after stage 2's merge
+    (1/32) and the stage 3 output (1/32), all NCHW, without a final LayerNorm.
+
+    Args:
+        arch: any timm Swin V1 model name.
+        img_size: input size the model is built for (windows and masks depend on it).
+        drop_path_rate: stochastic depth rate.
+        pretrained: path to a local checkpoint (.pth/.pt/.bin/.safetensors) in Microsoft's
+            or timm's key layout; loaded by ``init_weights()``.
+        init_cfg: mmengine init config.
+        **timm_kwargs: passed to ``timm.create_model`` (depths, embed_dim, num_heads,
+            window_size, ...).
+    """
+
+    def __init__(self, arch='swin_tiny_patch4_window7_224', img_size=448, drop_path_rate=0.0,
+                 pretrained=None, init_cfg=None, **timm_kwargs):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = arch
+        self.img_size = img_size
+        self.drop_path_rate = drop_path_rate
+        self.pretrained = pretrained
+        self.timm_kwargs = dict(timm_kwargs)
+
+        model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0,
+                                  drop_path_rate=drop_path_rate, **timm_kwargs)
+        if not isinstance(model, SwinTransformer):
+            raise ValueError(f'SwinBackbone needs a timm Swin V1 model, got {arch!r} '
+                             f'({type(model).__name__})')
+        if len(model.layers) != 4:
+            raise ValueError(f'SwinBackbone needs 4 stages, {arch!r} was built with '
+                             f'{len(model.layers)}')
+        # Keep timm's own modules at the top level so names stay timm's; head and final
+        # norm are left behind with the throwaway model.
+        self.patch_embed = model.patch_embed
+        self.layers = model.layers
+
+        info = model.feature_info
+        self._out_channels = [info[1]['num_chs'], info[2]['num_chs'], info[3]['num_chs'],
+                              info[3]['num_chs']]
+        self._out_strides = [info[1]['reduction'], info[2]['reduction'],
+                             info[3]['reduction'], info[3]['reduction']]
+        # The keys a pretrained file must provide. Strategies inject after construction and
+        # before init_weights() loads the file; their layers keep the wrapped layers' names
+        # and only add new parameters, which a pretrained file does not have.
+        self._pretrained_keys = frozenset(self.state_dict())
+
+    @property
+    def out_channels(self):
+        """Channels of the four taps: [2C, 4C, 8C, 8C]."""
+        return list(self._out_channels)
+
+    @property
+    def out_strides(self):
+        """Strides of the four taps: [8, 16, 32, 32]."""
+        return list(self._out_strides)
+
+    def forward_features(self, x):
+        """The shared pyramid: four NCHW maps."""
+        x = self.layers[0](self.patch_embed(x))  # stage 0 has no merge in timm
+        taps = []
+        for stage in self.layers[1:]:
+            # timm's merge opens the next stage; its output is "after stage i's merge"
+            merged = stage.downsample(x)
+            taps.append(merged)
+            x = stage.blocks(merged)
+        taps.append(x)
+        return [tap.permute(0, 3, 1, 2).contiguous() for tap in taps]
+
+    def forward(self, x, tasks):
+        """Return ``{task: [4 maps]}``; every task gets the same list (nothing is task-specific)."""
+        feats = self.forward_features(x)
+        return {task: feats for task in tasks}
+
+    def init_weights(self):
+        first_call = not self._is_init
+        super().init_weights()
+        # The pretrained file overrides init_cfg; loaded once, like mmengine's own init.
+        if self.pretrained and first_call:
+            self.load_pretrained(self.pretrained)
+
+    # ------------------------------------------------------------ checkpoints
+    def convert_state_dict(self, state_dict):
+        """Turn a Swin checkpoint's state dict (Microsoft's or timm's layout, optionally under
+        'model'/'state_dict' and/or a 'backbone.' prefix) into this backbone's key layout.
+
+        Microsoft's layout is converted by timm's ``checkpoint_filter_fn``: it moves the
+        merge of stage i to ``layers.{i+1}.downsample``, drops the recomputed buffers
+        (relative_position_index, attn_mask) and resizes relative position bias tables and
+        the patch-embed kernel when they differ from this model. It only reads
+        ``patch_embed.proj.weight`` and attention submodules, which this backbone has under
+        timm's names, so the backbone itself is passed as its ``model``.
+        """
+        state_dict = _unwrap(state_dict)
+        # A bias table of a block this model lacks would crash the filter's submodule
+        # lookup; keep it aside so the strict check reports it as unexpected instead.
+        modules = dict(self.named_modules())
+        orphans = {k: v for k, v in state_dict.items()
+                   if k.endswith('relative_position_bias_table')
+                   and k.rsplit('.', 1)[0] not in modules}
+        kept = {k: v for k, v in state_dict.items() if k not in orphans}
+        converted = checkpoint_filter_fn(kept, self)
+        converted.update(orphans)
+        # classifier head and final norm are not part of the backbone
+        return {k: v for k, v in converted.items() if not k.startswith(('head.', 'norm.'))}
+
+    def load_pretrained(self, path):
+        """Load a local checkpoint strictly; one clear error line if it does not fit."""
+        path = str(path)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'pretrained checkpoint not found: {path}')
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            raw = load_file(path, device='cpu')
+        else:
+            raw = load_checkpoint_file(path, map_location='cpu')
+        flat = _unwrap(raw)
+        layout = 'Microsoft' if _MICROSOFT_MERGE_KEY in flat else 'timm'
+        state_dict = self.convert_state_dict(flat)
+
+        own = {k: v for k, v in self.state_dict().items() if k in self._pretrained_keys}
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        mismatched = sorted(k for k in set(own) & set(state_dict)
+                            if own[k].shape != state_dict[k].shape)
+        problems = []
+        if missing:
+            problems.append(f'{len(missing)} missing keys: {", ".join(missing[:5])}')
+        if unexpected:
+            problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:5])}')
+        if mismatched:
+            shapes = ', '.join(f'{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
+                               for k in mismatched[:5])
+            problems.append(f'{len(mismatched)} shape mismatches (file vs model): {shapes}')
+        if problems:
+            raise ValueError(f'{path}: checkpoint does not fit SwinBackbone({self.arch!r}): '
+                             + '; '.join(problems))
+
+        self.load_state_dict(state_dict, strict=False)
+        MMLogger.get_current_instance().info(
+            f'SwinBackbone: loaded {len(state_dict)} tensors from {path} ({layout} layout)')
