@@ -1,0 +1,430 @@
+"""Synthetic PASCAL-MT: procedurally rendered scenes written in the real PASCAL-MT layout.
+
+``synthesize`` writes JPEGImages, ImageSets/Context/{train,val}.txt, semseg/VOC12,
+human_parts (PASCAL-Part .mat structs), normals_distill, sal_distill, pascal-context/trainval
+(.mat with 'LabelMap') and json/{nyu,context}_classes.json, so that ``PascalMTDataset`` reads
+them exactly like the real data. The data is meant for tests, quick starts and CI, not for
+any number worth publishing.
+
+A scene: a two-plane background (a wall-like upper plane, a floor-like lower plane), a few
+objects of random VOC classes and sometimes a person made of parts. Every class has a fixed
+colour, texture and shape per ``style`` (the same for every seed), so classes are learnable
+from appearance; the image is shaded from the analytic normals of each shape (spheres,
+cylinders, tilted planes, capsules for limbs), so normals are learnable from shading. The
+salient object is the foreground object with the largest visible area, lit by a spotlight
+(the rest of the scene is darker) so that saliency has a local cue. Background and object
+classes outside NYUD (sky, grass, bird, ...) get ignored normals, as in the real data.
+
+Files are byte-identical for the same arguments: each image has its own
+``numpy.random.Generator`` seeded from (seed, style, index), and the time stamp that
+``scipy.io.savemat`` writes into the .mat header is replaced by a fixed text.
+"""
+import colorsys
+import io
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from typing import Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from .pascal_mt import PERSON_CLASS, VOC_CLASSES
+
+README_MARKER = 'adapterkit synthetic PASCAL-MT data'
+
+# Context (459-class) ids of the names the scenes use, as in PASCAL-Context.
+CONTEXT_IDS = {
+    'aeroplane': 2, 'bicycle': 23, 'bird': 25, 'boat': 31, 'bottle': 34, 'bus': 45, 'car': 59,
+    'cat': 65, 'chair': 72, 'cow': 98, 'table': 397, 'dog': 113, 'horse': 207, 'motorbike': 258,
+    'person': 284, 'pottedplant': 308, 'sheep': 347, 'sofa': 368, 'train': 416,
+    'tvmonitor': 427, 'building': 44, 'ceiling': 68, 'floor': 158, 'grass': 187, 'road': 324,
+    'sky': 360, 'unknown': 431, 'wall': 440,
+}
+# The NYUD names among them, with their NYUD ids (the loader only reads the names).
+NYU_IDS = {'bicycle': 189, 'bottle': 2, 'car': 530, 'cat': 594, 'ceiling': 4, 'chair': 5,
+           'dog': 701, 'floor': 11, 'person': 331, 'sofa': 83, 'table': 19, 'unknown': 20,
+           'wall': 21}
+# VOC class -> Context name ('diningtable' is 'table' in Context).
+VOC_TO_CONTEXT = {c: ('table' if name == 'diningtable' else name)
+                  for c, name in enumerate(VOC_CLASSES) if c > 0}
+
+# Scene statistics per style; 'pretrain' is a disjoint distribution for a pretraining stage.
+STYLES = {
+    'default': dict(upper=('wall', 'sky'), lower=('floor', 'grass'), objects=(2, 4),
+                    person_prob=0.5, cycles=(5, 12)),
+    'pretrain': dict(upper=('ceiling', 'building'), lower=('road', 'floor'), objects=(3, 6),
+                     person_prob=0.3, cycles=(12, 24)),
+}
+TEXTURES = ('plain', 'stripes', 'checker', 'dots')
+SHAPES = ('ellipse', 'cylinder', 'box')
+_OBJECT_CLASSES = [c for c in range(1, len(VOC_CLASSES)) if c != PERSON_CLASS]
+
+
+def synthesize(out_dir: str, num_train: int = 200, num_val: int = 50,
+               size: Union[int, Sequence[int]] = 128, seed: int = 0,
+               style: str = 'default') -> str:
+    """Write a synthetic PASCAL-MT data set to ``out_dir`` and return its path.
+
+    Args:
+        out_dir: target folder; it must not exist, be empty, or hold an earlier output of
+            this function (which is then replaced). The data is built in a temporary folder
+            beside it and moved in place at the end, so a failure leaves nothing half-written.
+        num_train, num_val: number of images of each split.
+        size: image size, an int (square) or (height, width).
+        seed: the same seed gives byte-identical files.
+        style: one of ``STYLES``.
+    """
+    if style not in STYLES:
+        raise ValueError(f'unknown synthetic style {style!r}; styles: {sorted(STYLES)}')
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(height, width) < 32:
+        raise ValueError(f'synthetic images need a size of at least 32 pixels, got {size!r}')
+    if num_train < 0 or num_val < 0 or num_train + num_val == 0:
+        raise ValueError(f'need a positive number of images, got num_train={num_train}, '
+                         f'num_val={num_val}')
+    out_dir = os.path.abspath(out_dir)
+    _check_target(out_dir)
+
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.synth-', dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is not
+    try:
+        _write_dataset(tmp, num_train, num_val, height, width, seed, style)
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _check_target(out_dir: str) -> None:
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise FileExistsError(f'synthetic data target exists and is not a folder: {out_dir}')
+    if os.listdir(out_dir) and not _is_synthetic(out_dir):
+        raise FileExistsError(f'synthetic data target is not empty and was not written by '
+                              f'adapterkit synth: {out_dir}')
+
+
+def _is_synthetic(folder: str) -> bool:
+    readme = os.path.join(folder, 'README.txt')
+    if not os.path.isfile(readme):
+        return False
+    with open(readme) as f:
+        return f.readline().strip() == README_MARKER
+
+
+def _write_dataset(root: str, num_train: int, num_val: int, height: int, width: int,
+                   seed: int, style: str) -> None:
+    for folder in ('JPEGImages', 'ImageSets/Context', 'semseg/VOC12', 'human_parts',
+                   'normals_distill', 'sal_distill', 'pascal-context/trainval', 'json'):
+        os.makedirs(os.path.join(root, folder))
+    appearance = _class_appearance(style)
+    ids = [f'synth_{i:06d}' for i in range(1, num_train + num_val + 1)]
+    for index, img_id in enumerate(ids):
+        rng = np.random.default_rng([seed, zlib.crc32(style.encode()), index])
+        scene = _render_scene(rng, height, width, STYLES[style], appearance)
+        _write_sample(root, img_id, scene)
+
+    for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
+        _write_text(os.path.join(root, 'ImageSets/Context', f'{split}.txt'),
+                    ''.join(f'{i}\n' for i in split_ids))
+    _write_text(os.path.join(root, 'json/context_classes.json'),
+                json.dumps(CONTEXT_IDS, indent=1, sort_keys=True))
+    _write_text(os.path.join(root, 'json/nyu_classes.json'),
+                json.dumps(NYU_IDS, indent=1, sort_keys=True))
+    _write_text(os.path.join(root, 'README.txt'), (
+        f'{README_MARKER}\n\n'
+        f'Procedurally rendered scenes in the PASCAL-MT layout, written by adapterkit '
+        f'(adapterkit synth).\nNot real images: use them for tests and quick starts only.\n'
+        f'train: {num_train}, val: {num_val}, size: {height}x{width}, seed: {seed}, '
+        f'style: {style}\n'))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, 'w') as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------- appearance
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
+
+
+def _class_appearance(style: str) -> Dict[int, dict]:
+    """Colour, texture and shape of every object class; fixed per style, not per seed."""
+    rng = np.random.default_rng(zlib.crc32(f'appearance-{style}'.encode()))
+    hues = rng.permutation(len(_OBJECT_CLASSES)) / len(_OBJECT_CLASSES)
+    cycles = STYLES[style]['cycles']
+    appearance = {}
+    for i, c in enumerate(_OBJECT_CLASSES):
+        value = 0.95 if i % 2 else 0.7
+        appearance[c] = dict(
+            colour=_hsv_to_rgb(hues[i], 0.8, value),
+            second=_hsv_to_rgb(hues[i] + 0.5, 0.5, value * 0.6),
+            texture=TEXTURES[i % len(TEXTURES)],
+            cycles=float(rng.uniform(*cycles)),
+            angle=float(rng.uniform(0, np.pi)),
+            shape=SHAPES[(i // len(TEXTURES)) % len(SHAPES)],
+        )
+    return appearance
+
+
+def _texture(kind: str, xx: np.ndarray, yy: np.ndarray, cycles: float, angle: float,
+             extent: int) -> np.ndarray:
+    """Pattern in [0, 1]; ``cycles`` per image side keeps it similar at every image size."""
+    f = cycles / extent
+    if kind == 'stripes':
+        return (np.sin(2 * np.pi * f * (xx * np.cos(angle) + yy * np.sin(angle))) > 0) * 1.0
+    if kind == 'checker':
+        return ((np.floor(xx * f) + np.floor(yy * f)) % 2) * 1.0
+    if kind == 'dots':
+        return (np.sin(2 * np.pi * f * xx) * np.sin(2 * np.pi * f * yy) > 0.5) * 1.0
+    return np.zeros_like(xx)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _local(xx, yy, cx, cy, angle):
+    """Coordinates in a frame rotated by ``angle`` about (cx, cy)."""
+    c, s = np.cos(angle), np.sin(angle)
+    dx, dy = xx - cx, yy - cy
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+def _to_image_frame(nu, nv, nz, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return _unit(np.stack([c * nu - s * nv, s * nu + c * nv, nz], axis=-1))
+
+
+def _ellipse(xx, yy, cx, cy, a, b, angle):
+    """Mask and normals of a half-ellipsoid seen from the front."""
+    u, v = _local(xx, yy, cx, cy, angle)
+    q = (u / a) ** 2 + (v / b) ** 2
+    mask = q <= 1
+    nz = np.sqrt(np.clip(1 - q, 0, None)) + 0.05
+    return mask, _to_image_frame(u / a, v / b, nz, angle)
+
+
+def _cylinder(xx, yy, cx, cy, a, b, angle):
+    """Mask and normals of a cylinder of radius a and half-length b (axis along v)."""
+    u, v = _local(xx, yy, cx, cy, angle)
+    mask = (np.abs(u) <= a) & (np.abs(v) <= b)
+    t = np.clip(u / a, -1, 1)
+    return mask, _to_image_frame(t, np.zeros_like(t), np.sqrt(1 - t ** 2) + 0.05, angle)
+
+
+def _box(xx, yy, cx, cy, a, b, angle, tilt):
+    """Mask and (constant) normal of a tilted flat face."""
+    u, v = _local(xx, yy, cx, cy, angle)
+    mask = (np.abs(u) <= a) & (np.abs(v) <= b)
+    normal = _unit(np.array([tilt[0], tilt[1], 1.0], dtype=np.float32))
+    return mask, np.broadcast_to(normal, xx.shape + (3,))
+
+
+def _capsule(xx, yy, p0, p1, r):
+    """Mask and normals of a round limb from p0 to p1 (a sphere when p0 == p1)."""
+    p0, p1 = np.asarray(p0, np.float32), np.asarray(p1, np.float32)
+    d = p1 - p0
+    t = np.clip(((xx - p0[0]) * d[0] + (yy - p0[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
+    ox, oy = (xx - p0[0] - t * d[0]) / r, (yy - p0[1] - t * d[1]) / r
+    q = ox ** 2 + oy ** 2
+    return q <= 1, _unit(np.stack([ox, oy, np.sqrt(np.clip(1 - q, 0, None)) + 0.05], axis=-1))
+
+
+# ----------------------------------------------------------------------------- scene
+
+class _Canvas:
+    """Per-pixel maps of a scene; later paint occludes earlier paint."""
+
+    def __init__(self, height: int, width: int):
+        self.context = np.zeros((height, width), np.uint16)
+        self.semseg = np.zeros((height, width), np.uint8)
+        self.owner = np.full((height, width), -1, np.int32)  # index into self.regions
+        self.normals = np.zeros((height, width, 3), np.float32)
+        self.albedo = np.zeros((height, width, 3), np.float32)
+        self.regions: List[Tuple[int, str]] = []  # (instance, part name or '')
+
+    def paint(self, mask, normals, albedo, context_name, voc_class, instance, part=''):
+        self.context[mask] = CONTEXT_IDS[context_name]
+        self.semseg[mask] = voc_class
+        self.normals[mask] = normals[mask]
+        self.albedo[mask] = albedo[mask] if albedo.ndim == 3 else albedo
+        self.owner[mask] = len(self.regions)
+        self.regions.append((instance, part))
+
+    def visible(self, instance: int, part=None) -> np.ndarray:
+        ids = [i for i, (inst, name) in enumerate(self.regions)
+               if inst == instance and (part is None or name == part)]
+        return np.isin(self.owner, ids)
+
+
+def _render_scene(rng, height, width, cfg, appearance) -> dict:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    extent = min(height, width)
+    canvas = _Canvas(height, width)
+
+    # Background: a frontal upper plane and a lower plane facing up (-y in the image).
+    horizon = rng.uniform(0.35, 0.65) * height
+    for region, names, normal in (('upper', cfg['upper'], (0, 0, 1)),
+                                  ('lower', cfg['lower'], (0, -0.75, 0.66))):
+        name = names[rng.integers(len(names))]
+        mask = yy < horizon if region == 'upper' else yy >= horizon
+        base = _hsv_to_rgb(rng.uniform(), rng.uniform(0.05, 0.3), rng.uniform(0.45, 0.8))
+        pattern = _texture('stripes' if region == 'upper' else 'checker', xx, yy,
+                           rng.uniform(3, 8), np.pi / 2, extent)
+        albedo = base * (0.85 + 0.15 * pattern)[..., None]
+        normals = np.broadcast_to(_unit(np.array(normal, np.float32)), xx.shape + (3,))
+        canvas.paint(mask, normals, albedo, name, 0, instance=-1)
+
+    classes = rng.choice(_OBJECT_CLASSES, size=rng.integers(cfg['objects'][0],
+                                                            cfg['objects'][1] + 1))
+    instances = [int(c) for c in classes]
+    if rng.uniform() < cfg['person_prob']:
+        instances.insert(int(rng.integers(len(instances) + 1)), PERSON_CLASS)
+    for instance, voc_class in enumerate(instances):
+        if voc_class == PERSON_CLASS:
+            _paint_person(rng, canvas, xx, yy, instance, height, width)
+        else:
+            _paint_object(rng, canvas, xx, yy, instance, voc_class, appearance[voc_class],
+                          extent)
+
+    # The largest visible object is salient; a spotlight on it makes that visible locally.
+    areas = [canvas.visible(i).sum() for i in range(len(instances))]
+    salient = canvas.visible(int(np.argmax(areas)))
+    light = _unit(np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0], np.float32))
+    shade = (0.3 + 0.7 * np.clip(canvas.normals @ light, 0, 1)) * np.where(salient, 1.0, 0.75)
+    img = canvas.albedo * shade[..., None] * 255 + rng.normal(0, 3, canvas.albedo.shape)
+    return dict(img=np.clip(np.rint(img), 0, 255).astype(np.uint8), canvas=canvas,
+                instances=instances, salient=salient)
+
+
+def _paint_object(rng, canvas, xx, yy, instance, voc_class, look, extent):
+    h, w = xx.shape
+    r = rng.uniform(0.14, 0.26) * extent
+    cx, cy = rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
+    angle = rng.uniform(0, np.pi)
+    if look['shape'] == 'ellipse':
+        mask, normals = _ellipse(xx, yy, cx, cy, r, r * rng.uniform(0.65, 1.0), angle)
+    elif look['shape'] == 'cylinder':
+        mask, normals = _cylinder(xx, yy, cx, cy, r * rng.uniform(0.45, 0.7),
+                                  r * rng.uniform(0.9, 1.3), angle)
+    else:
+        mask, normals = _box(xx, yy, cx, cy, r * rng.uniform(0.7, 1.0), r * rng.uniform(0.6, 1.0),
+                             angle, rng.uniform(-0.6, 0.6, size=2))
+    pattern = _texture(look['texture'], xx, yy, look['cycles'], look['angle'], extent)[..., None]
+    albedo = look['colour'] * (1 - pattern) + look['second'] * pattern
+    canvas.paint(mask, normals, albedo, VOC_TO_CONTEXT[voc_class], voc_class, instance)
+
+
+def _paint_person(rng, canvas, xx, yy, instance, height, width):
+    """A front-facing figure of round limbs; the person's left is the image's right."""
+    s = rng.uniform(0.55, 0.9) * height
+    top = rng.uniform(0.02 * height, max(height - s, 0.02 * height))
+    cx = rng.uniform(0.2 * width, 0.8 * width)
+    skin = _hsv_to_rgb(rng.uniform(0.03, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.6, 0.95))
+    shirt = _hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9))
+    trousers = _hsv_to_rgb(rng.uniform(), rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.5))
+    socks = skin if rng.uniform() < 0.5 else trousers * 0.7
+    hair = _hsv_to_rgb(rng.uniform(0.0, 0.12), 0.6, rng.uniform(0.1, 0.35))
+    shoes = np.array([0.12, 0.1, 0.1], np.float32)
+
+    def limb(start, length, angle, side):
+        return start[0] + side * length * np.sin(angle), start[1] + length * np.cos(angle)
+
+    # (part name, p0, p1, radius, colour), drawn in this order.
+    parts = []
+    for side, prefix in ((1, 'l'), (-1, 'r')):
+        hip = (cx + side * 0.06 * s, top + 0.52 * s)
+        knee = limb(hip, 0.21 * s, rng.uniform(-0.05, 0.35), side)
+        ankle = limb(knee, 0.2 * s, rng.uniform(-0.15, 0.25), side)
+        parts += [(f'{prefix}uleg', hip, knee, 0.05 * s, trousers),
+                  (f'{prefix}lleg', knee, ankle, 0.04 * s, socks),
+                  (f'{prefix}foot', ankle, (ankle[0] + side * 0.05 * s, ankle[1]), 0.025 * s,
+                   shoes)]
+    parts += [('torso', (cx, top + 0.28 * s), (cx, top + 0.42 * s), 0.11 * s, shirt),
+              ('neck', (cx, top + 0.15 * s), (cx, top + 0.19 * s), 0.035 * s, skin)]
+    for side, prefix in ((1, 'l'), (-1, 'r')):
+        shoulder = (cx + side * 0.12 * s, top + 0.22 * s)
+        elbow = limb(shoulder, 0.16 * s, rng.uniform(0.1, 0.9), side)
+        wrist = limb(elbow, 0.15 * s, rng.uniform(-0.6, 1.4), side)
+        parts += [(f'{prefix}uarm', shoulder, elbow, 0.035 * s, shirt),
+                  (f'{prefix}larm', elbow, wrist, 0.03 * s, skin),
+                  (f'{prefix}hand', wrist, wrist, 0.035 * s, skin)]
+    head = (cx, top + 0.09 * s)
+    parts.append(('head', head, head, 0.085 * s, skin))
+
+    for name, p0, p1, radius, colour in parts:
+        mask, normals = _capsule(xx, yy, p0, p1, radius)
+        if name == 'head':
+            hair_mask = mask & (yy < head[1] - 0.035 * s)
+            canvas.paint(mask & ~hair_mask, normals, colour, 'person', PERSON_CLASS, instance,
+                         'head')
+            canvas.paint(hair_mask, normals, hair, 'person', PERSON_CLASS, instance, 'hair')
+        else:
+            canvas.paint(mask, normals, colour, 'person', PERSON_CLASS, instance, name)
+
+
+# ----------------------------------------------------------------------------- files
+
+def _struct_array(records: List[tuple], fields: Tuple[str, ...]) -> np.ndarray:
+    """A 1xN MATLAB struct array for scipy.io.savemat."""
+    array = np.zeros((1, len(records)), dtype=[(f, 'O') for f in fields])
+    for i, record in enumerate(records):
+        array[0, i] = record
+    return array
+
+
+def _write_mat(path: str, variables: dict) -> None:
+    """savemat with a fixed header text, so the same content gives the same bytes."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables, do_compression=True)
+    data = bytearray(buffer.getvalue())
+    data[:116] = f'MATLAB 5.0 MAT-file, {README_MARKER}'.encode().ljust(116)
+    with open(path, 'wb') as f:
+        f.write(bytes(data))
+
+
+def _write_sample(root: str, img_id: str, scene: dict) -> None:
+    canvas, instances = scene['canvas'], scene['instances']
+    objects = []
+    for instance, voc_class in enumerate(instances):
+        mask = canvas.visible(instance)
+        if not mask.any():
+            continue
+        parts = []
+        if voc_class == PERSON_CLASS:
+            names = dict.fromkeys(name for inst, name in canvas.regions if inst == instance)
+            for name in names:
+                part_mask = canvas.visible(instance, name)
+                if part_mask.any():
+                    parts.append((name, part_mask.astype(np.uint8)))
+        objects.append((VOC_CLASSES[voc_class], np.uint8(voc_class), mask.astype(np.uint8),
+                        _struct_array(parts, ('part_name', 'mask')) if parts
+                        else np.zeros((0, 0))))
+    salient = scene['salient'].astype(np.uint8) * 255
+
+    Image.fromarray(scene['img']).save(os.path.join(root, 'JPEGImages', f'{img_id}.jpg'),
+                                       quality=92)
+    Image.fromarray(canvas.semseg).save(os.path.join(root, 'semseg/VOC12', f'{img_id}.png'))
+    Image.fromarray(salient).save(os.path.join(root, 'sal_distill', f'{img_id}.png'))
+    encoded = np.clip(np.rint((canvas.normals + 1) / 2 * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(encoded).save(os.path.join(root, 'normals_distill', f'{img_id}.png'))
+    _write_mat(os.path.join(root, 'pascal-context/trainval', f'{img_id}.mat'),
+               {'LabelMap': canvas.context})
+    _write_mat(os.path.join(root, 'human_parts', f'{img_id}.mat'), {'anno': {
+        'imname': f'{img_id}.jpg',
+        'objects': _struct_array(objects, ('class', 'class_ind', 'mask', 'parts'))}})
