@@ -1,4 +1,4 @@
-"""The ``adapterkit`` command: train, test, synth, params."""
+"""The ``adapterkit`` command: train, test, synth, params, demo."""
 import argparse
 import json
 import os.path as osp
@@ -81,6 +81,12 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .engine.demo import run_demo
+    run_demo(data_root=args.data, work_dir=args.work_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='adapterkit',
@@ -124,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(p)
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_params)
+    p = sub.add_parser('demo', help='the quickstart job on synthetic data: single-task '
+                       'references, the multi-task model, metrics and Δm')
+    p.add_argument('--data', default='data/synthetic', help='synthetic data set (written if absent)')
+    p.add_argument('--work-dir', default='work_dirs/demo')
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

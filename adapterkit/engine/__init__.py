@@ -1,4 +1,4 @@
-from .hooks import SavePredictionsHook
+from .hooks import SaveMetricsHook, SavePredictionsHook
 from .optim import AutocastOptimWrapper, amp_optim_wrapper
 
-__all__ = ['SavePredictionsHook', 'AutocastOptimWrapper', 'amp_optim_wrapper']
+__all__ = ['SaveMetricsHook', 'SavePredictionsHook', 'AutocastOptimWrapper', 'amp_optim_wrapper']

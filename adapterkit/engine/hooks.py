@@ -1,4 +1,5 @@
 """Hooks adapterkit adds to mmengine's Runner."""
+import json
 import os
 import os.path as osp
 
@@ -49,3 +50,32 @@ class SavePredictionsHook(Hook):
                 os.makedirs(folder, exist_ok=True)
                 picture = prediction_image(pred, task.label_kind, task.num_outputs)
                 cv2.imwrite(osp.join(folder, f'{img_id}.png'), picture[..., ::-1])
+
+
+@HOOKS.register_module()
+class SaveMetricsHook(Hook):
+    """Write the latest validation/test metrics to ``{work_dir}/{filename}`` (rank 0 only),
+    atomically, so a reader never sees a half-written file."""
+
+    priority = 'LOW'
+
+    def __init__(self, filename: str = 'metrics.json'):
+        self.filename = filename
+
+    def _dump(self, runner, metrics, split):
+        from mmengine.dist import is_main_process
+        if not metrics or not is_main_process():
+            return
+        path = osp.join(runner.work_dir, self.filename)
+        record = dict(split=split, iter=runner.iter, epoch=runner.epoch,
+                      metrics={k: float(v) for k, v in metrics.items()})
+        tmp = f'{path}.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(record, f, indent=2)
+        os.replace(tmp, path)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._dump(runner, metrics, 'val')
+
+    def after_test_epoch(self, runner, metrics=None):
+        self._dump(runner, metrics, 'test')

@@ -21,3 +21,5 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
+# Latest validation/test metrics as JSON in the work dir (what reports and scripts read).
+custom_hooks = [dict(type='SaveMetricsHook')]

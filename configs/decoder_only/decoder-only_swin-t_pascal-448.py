@@ -3,6 +3,5 @@ _base_ = [
     '../_base_/models/swin-t_hrnet-head.py',
     '../_base_/datasets/pascal_mt-448.py',
     '../_base_/schedules/mtlora_300e.py',
-    '../_base_/default_runtime.py',
 ]
 model = dict(adapter=dict(type='DecoderOnly'))

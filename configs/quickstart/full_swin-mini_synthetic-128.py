@@ -4,6 +4,5 @@ _base_ = [
     '../_base_/models/swin-mini_hrnet-head.py',
     '../_base_/datasets/synthetic-128.py',
     '../_base_/schedules/quickstart.py',
-    '../_base_/default_runtime.py',
 ]
 model = dict(adapter=dict(type='Full'))

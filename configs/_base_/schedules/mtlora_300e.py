@@ -1,3 +1,5 @@
+_base_ = ['../default_runtime.py']
+
 # The MTLoRA paper's recipe: AdamW, base lr 5e-4 scaled by batch/512 (32 -> 3.125e-5),
 # 20 warm-up epochs from lr/1000, then cosine per iteration to lr/100; 300 epochs;
 # grad-norm clip 5.0; no weight decay on 1-D parameters, biases and position-bias tables.

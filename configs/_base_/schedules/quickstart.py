@@ -1,3 +1,5 @@
+_base_ = ['../default_runtime.py']
+
 # A few hundred iterations on CPU: AdamW with warm-up and cosine decay.
 base_lr = 1e-3
 
