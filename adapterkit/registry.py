@@ -12,7 +12,7 @@ SCOPE = 'adapterkit'
 
 def _child(parent: Registry, location: str = None) -> Registry:
     return Registry(parent.name, parent=parent, scope=SCOPE,
-                    locations=[location] if location else None)
+                    locations=[location] if location else [])
 
 
 MODELS = _child(root.MODELS, 'adapterkit.models')
