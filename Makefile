@@ -7,19 +7,22 @@ DATA   ?= data/synthetic
 
 .PHONY: install demo test clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/adapterkit-dora/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# the example third-party plugin: `make test` runs its tests with adapterkit's
+	$(BIN)/python -m pip install --quiet -e plugins/adapterkit-dora
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# the quickstart comparison suite (configs/compare/quickstart.py); reruns reuse finished runs
 demo: $(STAMP)
-	$(BIN)/python -m adapterkit demo --data $(DATA)
+	$(BIN)/python -m adapterkit demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf work_dirs $(DATA)
+	rm -rf work_dirs $(DATA) data/compare

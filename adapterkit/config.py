@@ -5,6 +5,7 @@ from typing import Optional, Union
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
+from . import plugins
 from .registry import MODELS, SCOPE
 
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -20,10 +21,17 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
     ``model.tasks`` is the one place a config lists its tasks: datasets and evaluators
     that leave ``tasks`` out get the model's task names.
+
+    ``path`` and the config's ``_base_`` entries may be ``PLUGIN::relative/path.py`` (a
+    config a plugin ships) or ``adapterkit::relative/path.py`` (under ``configs/``).
+    Plugins are loaded here, before the Runner builds anything from the registries.
     """
+    plugins.load_plugins()
+    path = plugins.resolve_config(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    with plugins.plugin_bases():
+        cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', SCOPE)
@@ -47,6 +55,7 @@ def build_model(cfg: Union[Config, ConfigDict, dict, str]):
     """Build the model of a config (a path, a Config or the ``model`` dict itself)."""
     if isinstance(cfg, str):
         cfg = load_config(cfg)
+    plugins.load_plugins()  # a config built without load_config may name plugin classes
     init_default_scope(cfg.get('default_scope', SCOPE) if 'model' in cfg else SCOPE)
     model_cfg = cfg['model'] if 'model' in cfg else cfg
     return MODELS.build(model_cfg)
