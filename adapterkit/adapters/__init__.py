@@ -1,5 +1,11 @@
-from .base import AdapterStrategy
+from .base import TRAINABLE_ALIASES, AdapterStrategy, NotMergeableError
+from .bitfit import BitFit
+from .bottleneck import Adapter, BottleneckAdapter
 from .decoder_only import DecoderOnly
 from .full import Full
+from .lora import LoRA, LoRAConv2d, LoRALinear
+from .mtlora import MTLoRA, MTLoRABlock, MTLoRALinear
 
-__all__ = ['AdapterStrategy', 'Full', 'DecoderOnly']
+__all__ = ['AdapterStrategy', 'NotMergeableError', 'TRAINABLE_ALIASES', 'Full', 'DecoderOnly',
+           'LoRA', 'LoRALinear', 'LoRAConv2d', 'Adapter', 'BottleneckAdapter', 'BitFit',
+           'MTLoRA', 'MTLoRALinear', 'MTLoRABlock']

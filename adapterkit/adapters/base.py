@@ -10,19 +10,52 @@ Injected layers keep the names of the parameters they wrap (``...attn.qkv.weight
 ``...attn.qkv.weight``) and only add their own: pretrained files still load after
 injection, and merged exports have plain timm keys.
 """
-from typing import Dict, List
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+#: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
+TRAINABLE_ALIASES = {
+    'norms': r'(.+\.)?norm\d?\.(weight|bias)',
+    'patch_embed': r'patch_embed\..+',
+    'relative_position_bias': r'.+\.relative_position_bias_table',
+    'patch_merging': r'layers\.\d+\.downsample\..+',
+}
+
+Patterns = Union[str, Sequence[str], None]
+
+
+class NotMergeableError(NotImplementedError):
+    """A strategy's adaptation cannot be folded into the frozen weights."""
+
+
+def as_pattern_list(patterns: Patterns) -> List[str]:
+    """One pattern or a list of them (None = none)."""
+    if patterns is None:
+        return []
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
 
 class AdapterStrategy:
-    """Base class of the strategies registered in ``adapterkit.registry.ADAPTERS``."""
+    r"""Base class of the strategies registered in ``adapterkit.registry.ADAPTERS``.
 
-    #: False for a strategy whose deltas cannot be folded into the frozen weights.
+    Args:
+        trainable: the option every strategy shares: regex patterns (``re.fullmatch`` on
+            backbone parameter names) of extra backbone parts to keep trainable, e.g.
+            ``[r'.+\.relative_position_bias_table']``, or the aliases of
+            ``TRAINABLE_ALIASES`` (``'norms'``, ``'patch_embed'``,
+            ``'relative_position_bias'``, ``'patch_merging'``).
+    """
+
+    #: False for a strategy whose deltas cannot be folded into the frozen weights,
+    #: with the reason its merge error gives.
     mergeable: bool = True
+    not_mergeable_reason: Optional[str] = None
 
-    def __init__(self):
+    def __init__(self, trainable: Patterns = None):
+        self.trainable = as_pattern_list(trainable)
         self.trained_names: List[str] = []  # backbone parameter names this strategy trains
 
     def apply(self, model: nn.Module) -> None:
@@ -30,21 +63,39 @@ class AdapterStrategy:
         parameters this strategy trains with ``requires_grad=True``."""
         raise NotImplementedError
 
+    def train_extra_parts(self, model: nn.Module) -> None:
+        """Mark the backbone parameters named by the shared ``trainable`` option (the model
+        calls this right after ``apply``)."""
+        names = [name for name, _ in model.backbone.named_parameters()]
+        matched = self._match(names, self.trainable, 'trainable', 'backbone parameter',
+                              aliases=TRAINABLE_ALIASES)
+        self._train(model.backbone, matched)
+
+    def check_mergeable(self) -> None:
+        if not self.mergeable:
+            raise NotMergeableError(
+                f'{type(self).__name__} cannot be merged into the backbone weights '
+                f'({self.not_mergeable_reason})')
+
     def merge(self, model: nn.Module) -> None:
         """Fold this strategy's deltas into the frozen weights (inference speed)."""
-        if not self.mergeable:
-            raise NotImplementedError(f'{type(self).__name__} cannot merge its adaptation')
+        self.check_mergeable()
 
     def unmerge(self, model: nn.Module) -> None:
         """Undo ``merge`` exactly (to fp32 rounding)."""
-        if not self.mergeable:
-            raise NotImplementedError(f'{type(self).__name__} cannot merge its adaptation')
+        self.check_mergeable()
 
     def trainable_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What must be saved to restore this adaptation on top of the pretrained backbone,
         keyed by the backbone's own parameter names."""
         params = dict(model.backbone.named_parameters())
         return {name: params[name].detach() for name in self.trained_names}
+
+    def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """What a merged model still needs besides the backbone's own weights (e.g.
+        task-specific branches that cannot fold into shared weights), keyed by backbone
+        names; called while merged. Nothing for a strategy that folds completely."""
+        return {}
 
     def _train(self, backbone: nn.Module, names) -> None:
         """Mark backbone parameters trainable and remember them."""
@@ -54,5 +105,33 @@ class AdapterStrategy:
             if name not in self.trained_names:
                 self.trained_names.append(name)
 
+    def _match(self, names: Iterable[str], patterns: Sequence[str], what: str, kind: str,
+               aliases: Optional[Dict[str, str]] = None) -> List[str]:
+        """The ``names`` (in their order) that fullmatch any of ``patterns`` (or the regex an
+        alias stands for). A pattern that matches none of them is a config mistake (a typo
+        would silently train nothing), so it is an error naming the pattern."""
+        names = list(names)
+        matched = set()
+        for pattern in patterns:
+            try:
+                regex = re.compile((aliases or {}).get(pattern, pattern))
+            except re.error as err:
+                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} is not a '
+                                 f'valid regular expression ({err})') from None
+            hits = {name for name in names if regex.fullmatch(name)}
+            if not hits:
+                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} matches '
+                                 f'no {kind}')
+            matched |= hits
+        return [name for name in names if name in matched]
+
+    def _match_modules(self, backbone: nn.Module, patterns: Sequence[str],
+                       what: str = 'target') -> Dict[str, nn.Module]:
+        """``{name: module}`` of the backbone modules whose names fullmatch a pattern."""
+        modules = dict(backbone.named_modules())
+        matched = self._match(modules, patterns, what, 'backbone module')
+        return {name: modules[name] for name in matched}
+
     def __repr__(self) -> str:
-        return f'{type(self).__name__}()'
+        extra = f'trainable={self.trainable!r}' if self.trainable else ''
+        return f'{type(self).__name__}({extra})'

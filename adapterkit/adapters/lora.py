@@ -1,0 +1,198 @@
+"""LoRA (Hu et al., 2022): a trainable low-rank update beside frozen Linear/Conv2d weights.
+
+Every targeted layer is replaced by a LoRA layer that *is* a layer of the same type (a
+subclass of ``nn.Linear`` / ``nn.Conv2d`` holding the very same ``weight`` and ``bias``
+tensors, so their names and the pretrained loading are unchanged) plus two factors:
+``lora_A`` (rank x in, kaiming-uniform) and ``lora_B`` (out x rank, zero, so training starts
+from the pretrained function). The output is ``layer(x) + scale * B(A(dropout(x)))``.
+
+For a convolution, A is a k x k convolution into ``rank`` channels with the layer's own
+stride, padding and dilation and B a 1x1 convolution: B·A is again one k x k kernel, so
+merging is exact.
+"""
+import math
+import re
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ADAPTERS
+from .base import AdapterStrategy, Patterns, as_pattern_list
+
+#: The four linears of every Swin block: attention qkv and proj, MLP fc1 and fc2. Anchored,
+#: so SwinV2's extra linears (``attn.cpb_mlp.*``) are not hit.
+SWIN_BLOCK_LINEARS = r'layers\.\d+\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.fc[12])'
+
+_OPTIONS = ('rank', 'alpha', 'scale', 'dropout')
+
+
+class LoRALayer:
+    """What LoRALinear and LoRAConv2d share: the factors, the scale and merging."""
+
+    def _add_lora(self, a_shape, b_shape, rank: int, scale: float, dropout: float) -> None:
+        self.rank = rank
+        self.scale = scale
+        like = dict(device=self.weight.device, dtype=self.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(a_shape, **like))
+        self.lora_B = nn.Parameter(torch.zeros(b_shape, **like))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        """``scale * B·A`` in the layout of ``weight``."""
+        return (self.scale * self.lora_B.flatten(1) @ self.lora_A.flatten(1)).view_as(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.merged:  # the delta is inside the weight already
+            return out
+        return out + self.scale * self._lora_forward(self.lora_dropout(x))
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.weight.add_(self.delta_weight())
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.weight.sub_(self.delta_weight())
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, rank={self.rank}, scale={self.scale:g}'
+
+
+class LoRALinear(LoRALayer, nn.Linear):
+    """An ``nn.Linear`` (the wrapped layer's own weight and bias) with a LoRA update."""
+
+    def __init__(self, base: nn.Linear, rank: int, scale: float, dropout: float = 0.0):
+        # built on 'meta' (nothing allocated), then given the wrapped layer's tensors
+        super().__init__(base.in_features, base.out_features, bias=base.bias is not None,
+                         device='meta')
+        self.weight, self.bias = base.weight, base.bias
+        self._add_lora((rank, base.in_features), (base.out_features, rank), rank, scale, dropout)
+        self.train(base.training)
+
+    def _lora_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.lora_A), self.lora_B)
+
+
+class LoRAConv2d(LoRALayer, nn.Conv2d):
+    """An ``nn.Conv2d`` (the wrapped layer's own weight and bias) with a LoRA update."""
+
+    def __init__(self, base: nn.Conv2d, rank: int, scale: float, dropout: float = 0.0):
+        super().__init__(base.in_channels, base.out_channels, base.kernel_size,
+                         stride=base.stride, padding=base.padding, dilation=base.dilation,
+                         groups=base.groups, bias=base.bias is not None,
+                         padding_mode=base.padding_mode, device='meta')
+        self.weight, self.bias = base.weight, base.bias
+        self._add_lora((rank, base.in_channels, *base.kernel_size),
+                       (base.out_channels, rank, 1, 1), rank, scale, dropout)
+        self.train(base.training)
+
+    def _lora_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A with the layer's own geometry (and padding mode), then B as a 1x1 conv
+        return F.conv2d(self._conv_forward(x, self.lora_A, None), self.lora_B)
+
+
+_LORA_LAYERS = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}
+
+
+@ADAPTERS.register_module()
+class LoRA(AdapterStrategy):
+    """LoRA on the backbone modules whose names fullmatch ``targets``.
+
+    Args:
+        targets: regex pattern(s), ``re.fullmatch``-ed against backbone module names (timm's
+            names); every match must be an ``nn.Linear`` or an ``nn.Conv2d`` (groups=1).
+            Default: qkv, proj, fc1 and fc2 of every Swin block.
+        rank: rank r of the update.
+        alpha: the scale is ``alpha / rank`` (LoRA's convention); default ``alpha = rank``,
+            i.e. scale 1.
+        scale: the scale itself (MTLoRA's convention); give ``alpha`` or ``scale``, not both.
+        dropout: dropout on the input of the LoRA branch.
+        overrides: per-target options: a list of ``dict(pattern=..., rank=..., alpha=...,
+            scale=..., dropout=...)``. For each target, the first override whose pattern
+            fullmatches its name replaces the options it gives (giving ``alpha`` or ``scale``
+            replaces both). Every override must match at least one target.
+        trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
+    """
+
+    def __init__(self, targets: Patterns = SWIN_BLOCK_LINEARS, rank: int = 4,
+                 alpha: Optional[float] = None, scale: Optional[float] = None,
+                 dropout: float = 0.0, overrides: Optional[Sequence[dict]] = None,
+                 trainable: Patterns = None):
+        super().__init__(trainable=trainable)
+        self.targets = as_pattern_list(targets)
+        if not self.targets:
+            raise ValueError('LoRA: no targets given')
+        self.defaults = self._checked(dict(rank=rank, alpha=alpha, scale=scale,
+                                           dropout=dropout), 'LoRA')
+        self.overrides = [dict(override) for override in overrides or []]
+        for override in self.overrides:
+            if 'pattern' not in override:
+                raise ValueError(f'LoRA: override {override} has no `pattern`')
+            unknown = sorted(set(override) - {'pattern', *_OPTIONS})
+            if unknown:
+                raise ValueError(f'LoRA: override {override["pattern"]!r} has unknown option '
+                                 f'{unknown[0]!r} (options: {", ".join(_OPTIONS)})')
+        self.layer_names: List[str] = []  # backbone modules this strategy replaced
+
+    def apply(self, model: nn.Module) -> None:
+        backbone = model.backbone
+        targets = self._match_modules(backbone, self.targets)
+        for name, module in targets.items():  # check all before changing anything
+            if type(module) not in _LORA_LAYERS or getattr(module, 'groups', 1) != 1:
+                raise ValueError(f'LoRA: target {name} is a {type(module).__name__}; LoRA '
+                                 f'adapts nn.Linear and nn.Conv2d (groups=1) layers')
+        options = self._options_per_target(list(targets))
+        for name, module in targets.items():
+            layer = _LORA_LAYERS[type(module)](module, **options[name])
+            parent, _, child = name.rpartition('.')
+            setattr(backbone.get_submodule(parent), child, layer)
+            self._train(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
+            self.layer_names.append(name)
+
+    def merge(self, model: nn.Module) -> None:
+        for name in self.layer_names:
+            model.backbone.get_submodule(name).merge()
+
+    def unmerge(self, model: nn.Module) -> None:
+        for name in self.layer_names:
+            model.backbone.get_submodule(name).unmerge()
+
+    def _options_per_target(self, names: List[str]) -> Dict[str, dict]:
+        """``{target: dict(rank, scale, dropout)}`` after the overrides."""
+        for override in self.overrides:  # each one must apply somewhere
+            self._match(names, [override['pattern']], 'override', 'LoRA target')
+        options = {}
+        for name in names:
+            chosen = dict(self.defaults)
+            override = next((o for o in self.overrides if re.fullmatch(o['pattern'], name)),
+                            None)
+            if override is not None:
+                if 'alpha' in override or 'scale' in override:
+                    chosen.update(alpha=None, scale=None)
+                chosen.update({k: v for k, v in override.items() if k != 'pattern'})
+                chosen = self._checked(chosen, f'LoRA override {override["pattern"]!r}')
+            rank, alpha, scale = chosen['rank'], chosen['alpha'], chosen['scale']
+            if scale is None:
+                scale = (rank if alpha is None else alpha) / rank
+            options[name] = dict(rank=rank, scale=float(scale), dropout=chosen['dropout'])
+        return options
+
+    @staticmethod
+    def _checked(options: dict, owner: str) -> dict:
+        if not isinstance(options['rank'], int) or options['rank'] < 1:
+            raise ValueError(f'{owner}: rank must be a positive integer, got {options["rank"]!r}')
+        if options['alpha'] is not None and options['scale'] is not None:
+            raise ValueError(f'{owner}: give alpha (scale = alpha / rank) or scale, not both')
+        return options
+
+    def __repr__(self) -> str:
+        return f'LoRA(targets={self.targets!r}, rank={self.defaults["rank"]})'

@@ -1,0 +1,168 @@
+"""Adapter-only checkpoints and merged exports of a MultiTaskModel, as safetensors files.
+
+Both kinds are one ``.safetensors`` file keyed like ``MultiTaskModel.state_dict()``
+(``backbone.<timm name>``, ``heads.<task>.<name>``); its metadata holds
+``adapterkit_format`` (``adapter-only`` or ``merged``) and ``config``, the text of the
+config it belongs to (with the ``--cfg-options`` it was used with).
+
+- **Adapter-only** (``save_adapter`` / ``load_adapter``): everything that is not the frozen
+  pretrained backbone: the backbone tensors the strategies train (injected layers and
+  unfrozen pretrained parts, each strategy's ``trainable_state_dict``) and all of the model
+  outside the backbone (the heads' parameters and buffers, e.g. BatchNorm statistics).
+  Loading puts the config's pretrained file into the backbone first and this state on top,
+  so the model is exactly the trained one.
+- **Merged** (``save_merged``): every mergeable delta folded into the backbone weights and
+  the injected tensors left out, so the backbone part has exactly the keys of a plain timm
+  Swin with ``num_classes=0`` and loads into ``timm.create_model(arch, img_size=...,
+  num_classes=0)`` with no missing or unexpected keys. A strategy that keeps parts which
+  cannot fold (MTLoRA's task branches, its ``merged_extra_state_dict``) adds them under
+  their backbone names: they are then the only extra keys. timm's Swin ends in a LayerNorm
+  that the backbone drops (its taps never use it, so it was never trained); the file holds
+  it at timm's initial values (weight 1, bias 0), which still normalise: the adapted
+  backbone's last tap is timm's ``forward_intermediates()[-1]``, or ``forward_features``
+  once ``model.norm = nn.Identity()``.
+
+Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
+"""
+import os
+import os.path as osp
+from typing import Dict, Optional
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT_KEY = 'adapterkit_format'
+ADAPTER_ONLY = 'adapter-only'
+MERGED = 'merged'
+BACKBONE = 'backbone.'
+
+
+# ------------------------------------------------------------------ state
+def adapter_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The model's state minus the frozen pretrained backbone."""
+    state = {}
+    for strategy in model.adapters:
+        state.update({BACKBONE + name: tensor
+                      for name, tensor in strategy.trainable_state_dict(model).items()})
+    state.update({k: v for k, v in model.state_dict().items() if not k.startswith(BACKBONE)})
+    return state
+
+
+def merged_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The state of the model with its adaptation folded in, in plain timm backbone keys
+    plus an untrained final norm (see the module docstring). The model is left unmerged."""
+    model.merge_adapters()
+    try:
+        base = model.backbone_base_params
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()
+                 if not k.startswith(BACKBONE) or k[len(BACKBONE):] in base}
+        for strategy in model.adapters:  # what could not fold (MTLoRA's task branches)
+            state.update({BACKBONE + k: v.detach().clone()
+                          for k, v in strategy.merged_extra_state_dict(model).items()})
+    finally:
+        model.unmerge_adapters()
+    width = model.backbone.out_channels[-1]
+    state[BACKBONE + 'norm.weight'] = torch.ones(width)
+    state[BACKBONE + 'norm.bias'] = torch.zeros(width)
+    return state
+
+
+# ------------------------------------------------------------------ files
+def save_adapter(model: nn.Module, path: str, config_text: str = '') -> None:
+    """Write the adapter-only state of ``model`` to ``path`` (.safetensors)."""
+    _pretrained_file(model)  # a file nobody could load back is refused before writing
+    _write(adapter_state_dict(model), path, ADAPTER_ONLY, config_text)
+
+
+def save_merged(model: nn.Module, path: str, config_text: str = '') -> None:
+    """Write the merged model to ``path`` (.safetensors); refuses a strategy that cannot
+    merge before writing anything."""
+    _write(merged_state_dict(model), path, MERGED, config_text)
+
+
+def read_metadata(path: str) -> Dict[str, str]:
+    """The metadata of an adapterkit safetensors file (format and config text)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        with safe_open(path, framework='pt') as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors reports a malformed file with its own error type
+        raise ValueError(f'{path}: not a safetensors file ({err})') from None
+    if FORMAT_KEY not in metadata:
+        raise ValueError(f'{path}: not an adapterkit export (no {FORMAT_KEY!r} in its metadata)')
+    return metadata
+
+
+def load_adapter(model: nn.Module, path: str) -> None:
+    """Load an adapter-only file into a model built from its config: the config's
+    pretrained backbone first, then the adapter-only state on top of it."""
+    metadata = read_metadata(path)
+    if metadata[FORMAT_KEY] != ADAPTER_ONLY:
+        raise ValueError(f'{path}: a {metadata[FORMAT_KEY]} export, not an adapter-only file')
+    pretrained = _pretrained_file(model)
+    state = load_file(path, device='cpu')
+    _check_keys(path, state, adapter_state_dict(model))
+    model.backbone.load_pretrained(pretrained)
+    model.load_state_dict(state, strict=False)
+
+
+def load_weights(model: nn.Module, path: str) -> None:
+    """Load a runner checkpoint (``.pth``, strictly) or an adapter-only ``.safetensors``."""
+    if path.endswith('.safetensors'):
+        load_adapter(model, path)
+        return
+    from ..compat import load_checkpoint_file
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    checkpoint = load_checkpoint_file(path, map_location='cpu')
+    state = checkpoint.get('state_dict', checkpoint)
+    _check_keys(path, state, model.state_dict())
+    model.load_state_dict(state)
+
+
+# ------------------------------------------------------------------ helpers
+def _pretrained_file(model: nn.Module) -> str:
+    pretrained = getattr(model.backbone, 'pretrained', None)
+    if not pretrained:
+        raise ValueError('an adapter-only checkpoint sits on the pretrained backbone, but '
+                         'model.backbone.pretrained is not set in the config')
+    return pretrained
+
+
+def _check_keys(path: str, state: Dict[str, torch.Tensor],
+                expected: Dict[str, torch.Tensor]) -> None:
+    """One error line naming the file and the keys that do not fit."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(state)
+                        if expected[k].shape != state[k].shape)
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {", ".join(missing[:3])}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:3])}')
+    if mismatched:
+        problems.append(f'{len(mismatched)} shape mismatches (file vs model): ' + ', '.join(
+            f'{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}' for k in mismatched[:3]))
+    if problems:
+        raise ValueError(f'{path}: does not fit the model of the config: ' + '; '.join(problems))
+
+
+def _write(state: Dict[str, torch.Tensor], path: str, kind: str,
+           config_text: Optional[str]) -> None:
+    """Write atomically: a crash leaves no half-written file under ``path``."""
+    if not path.endswith('.safetensors'):
+        raise ValueError(f'{path}: an export is a .safetensors file; name it *.safetensors')
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    partial = path + '.partial'
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    try:
+        save_file(tensors, partial, metadata={FORMAT_KEY: kind, 'config': config_text or ''})
+        os.replace(partial, path)
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)

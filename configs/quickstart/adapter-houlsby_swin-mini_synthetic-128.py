@@ -1,0 +1,3 @@
+# Quickstart, bottleneck adapters after the attention and the MLP of every block (Houlsby).
+_base_ = ['./full_swin-mini_synthetic-128.py']
+model = dict(adapter=dict(type='Adapter', placement='houlsby', reduction_factor=4))

@@ -1,0 +1,218 @@
+"""Adapter-only checkpoints, merged exports and exact resumption, in process and by the CLI."""
+import json
+import os.path as osp
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from adapterkit import build_model, load_config
+from adapterkit.models.checkpoint import (load_adapter, merged_state_dict, read_metadata,
+                                          save_adapter, save_merged)
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+TINY = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), window_size=4)
+MINI = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4)  # quickstart
+LORA_EVERYWHERE = dict(type='LoRA', rank=2, targets=[
+    'patch_embed.proj', r'layers\.\d+\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.fc[12])'])
+QUICKSTART_LORA = 'configs/quickstart/lora_swin-mini_synthetic-128.py'
+
+
+def timm_swin(img_size, **kwargs):
+    return timm.create_model('swin_tiny_patch4_window7_224', pretrained=False,
+                             img_size=img_size, num_classes=0, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def tiny_pretrained(tmp_path_factory):
+    """A "pretrained" tiny Swin in timm's layout (final norm included), random weights."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('pretrained') / 'tiny_swin.pth'
+    torch.save(timm_swin(64, **TINY).state_dict(), path)
+    return str(path)
+
+
+def perturb(model):
+    """Move everything a training run moves: trainable tensors and BatchNorm statistics."""
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn_like(param))
+        for module in model.heads.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.mark.parametrize('adapter', [
+    dict(LORA_EVERYWHERE, trainable=['norms']),
+    dict(type='Adapter'),
+    dict(type='BitFit'),
+    [dict(type='LoRA', rank=2), dict(type='BitFit')],
+], ids=['lora+norms', 'adapter', 'bitfit', 'lora,bitfit'])
+def test_adapter_only_checkpoint_reproduces_predictions(tiny_model, tiny_pretrained, tmp_path,
+                                                        adapter):
+    torch.manual_seed(0)
+    trained = tiny_model(adapter, pretrained=tiny_pretrained)
+    trained.init_weights()  # loads the pretrained file, as the Runner does
+    perturb(trained)
+    trained.eval()
+    path = str(tmp_path / 'adapter.safetensors')
+    save_adapter(trained, path, config_text='# the config')
+
+    saved = load_file(path)
+    frozen = {f'backbone.{n}' for n, p in trained.backbone.named_parameters()
+              if not p.requires_grad}
+    assert frozen and not frozen & set(saved)  # no frozen pretrained weight in the file
+    trainable = {n for n, p in trained.named_parameters() if p.requires_grad}
+    buffers = {n for n, _ in trained.heads.named_buffers(prefix='heads')}
+    assert set(saved) == trainable | buffers
+    assert read_metadata(path) == {'adapterkit_format': 'adapter-only', 'config': '# the config'}
+
+    torch.manual_seed(1)  # different random heads and adapters until loaded
+    restored = tiny_model(adapter, pretrained=tiny_pretrained).eval()
+    load_adapter(restored, path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want, got = trained(x), restored(x)
+    for task in want:
+        assert torch.equal(got[task], want[task]), task
+
+
+def test_adapter_only_files_that_do_not_fit_are_refused(tiny_model, tiny_pretrained, tmp_path):
+    path = str(tmp_path / 'lora_r2.safetensors')
+    save_adapter(tiny_model(dict(type='LoRA', rank=2), pretrained=tiny_pretrained), path)
+    other = tiny_model(dict(type='LoRA', rank=4), pretrained=tiny_pretrained)
+    with pytest.raises(ValueError, match=r'lora_r2\.safetensors: does not fit the model of the '
+                                         r'config: 32 shape mismatches .*lora_A \(2, 16\) vs '
+                                         r'\(4, 16\)'):
+        load_adapter(other, path)
+    with pytest.raises(ValueError, match='model.backbone.pretrained is not set'):
+        save_adapter(tiny_model(dict(type='LoRA', rank=2)), str(tmp_path / 'x.safetensors'))
+    assert not osp.exists(tmp_path / 'x.safetensors')
+    merged = str(tmp_path / 'merged.safetensors')
+    save_merged(other, merged)
+    with pytest.raises(ValueError, match='a merged export, not an adapter-only file'):
+        load_adapter(other, merged)
+
+
+def test_merged_export_is_a_plain_timm_swin(tiny_model, tiny_pretrained):
+    torch.manual_seed(0)
+    model = tiny_model([LORA_EVERYWHERE, dict(type='BitFit')], pretrained=tiny_pretrained)
+    model.init_weights()
+    perturb(model)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = merged_state_dict(model)
+    # the model is left unmerged, as it was (to fp32 rounding)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=1e-6)
+
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    plain = timm_swin(64, **TINY).eval()
+    assert plain.load_state_dict(backbone, strict=True)  # no missing or unexpected keys
+    assert {k for k in state if not k.startswith('backbone.')} == set(model.heads.state_dict(
+        prefix='heads.'))
+    x = torch.randn(1, 3, 64, 64)
+    plain.norm = nn.Identity()  # the taps never use the final norm (it stays untrained)
+    with torch.no_grad():
+        adapted = model.backbone.forward_features(x)[-1]
+        merged = plain.forward_features(x).permute(0, 3, 1, 2)
+    assert (adapted - merged).abs().max() < 1e-5
+
+
+def test_swin_t_merge_at_448_matches_and_loads_into_timm():
+    cfg = load_config(str(CONFIGS / 'lora/lora_swin-t_r4_pascal-448.py'))
+    cfg.model.adapter = [cfg.model.adapter, dict(type='BitFit')]
+    cfg.model.tasks = dict(semseg=dict())  # one head is enough to see the predictions
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if name.endswith('lora_B'):
+                param.normal_(std=0.02)  # a real delta
+    weights = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    x = torch.randn(1, 3, 448, 448)
+    with torch.no_grad():
+        unmerged = model(x)
+        model.merge_adapters()
+        merged = model(x)
+        moved = (model.backbone.layers[2].blocks[0].attn.qkv.weight
+                 - weights['layers.2.blocks.0.attn.qkv.weight']).abs().max()
+        model.unmerge_adapters()
+    assert moved > 1e-3  # the merge folded a real delta in (weights are ~0.02)
+    diff = max((unmerged[t] - merged[t]).abs().max().item() for t in unmerged)
+    assert diff < 1e-4, diff  # measured: about 4e-7
+    restored = max((v - weights[k]).abs().max().item()
+                   for k, v in model.backbone.state_dict().items())
+    assert restored < 1e-6, restored
+
+    backbone = {k[len('backbone.'):]: v for k, v in merged_state_dict(model).items()
+                if k.startswith('backbone.')}
+    assert timm_swin(448).load_state_dict(backbone, strict=True)
+
+
+# ------------------------------------------------------------------------- CLI
+@pytest.fixture(scope='module')
+def lora_run(cli, data_options, synth_root, tmp_path_factory):
+    """The LoRA quickstart trained 4 iterations from a "pretrained" file (checkpoints at
+    2 and 4, validation at 4)."""
+    root = tmp_path_factory.mktemp('lora_run')
+    torch.manual_seed(0)
+    pretrained = str(root / 'swin_mini.pth')
+    torch.save(timm_swin(128, **MINI).state_dict(), pretrained)
+    options = data_options(synth_root, 4) + [f'model.backbone.pretrained={pretrained}']
+    work_dir = str(root / 'work')
+    cli('train', QUICKSTART_LORA, '--work-dir', work_dir, *options)
+    return dict(work_dir=work_dir, options=options)
+
+
+def test_runner_checkpoints_resume_training_exactly(cli, lora_run, tmp_path):
+    # 2 iterations, then resume to 4, against the 4 straight iterations of lora_run. The
+    # IterBasedTrainLoop replays the sampler (and the random transforms) of the skipped
+    # iterations, so the resumed run sees the same batches.
+    work_dir = str(tmp_path / 'resumed')
+    proc = cli('train', QUICKSTART_LORA, '--work-dir', work_dir, '--resume',
+               osp.join(lora_run['work_dir'], 'iter_2.pth'), *lora_run['options'],
+               'train_cfg.val_interval=100')  # no validation needed here
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+    straight = torch.load(osp.join(lora_run['work_dir'], 'iter_4.pth'), weights_only=False)
+    resumed = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=False)
+    assert set(straight['state_dict']) == set(resumed['state_dict'])
+    for key, value in straight['state_dict'].items():
+        assert torch.equal(resumed['state_dict'][key], value), key
+
+
+def test_cli_exports_and_tests_an_adapter_only_file(cli, val_scalars, lora_run, tmp_path):
+    checkpoint = osp.join(lora_run['work_dir'], 'iter_4.pth')
+    adapter = str(tmp_path / 'lora.safetensors')
+    proc = cli('export', QUICKSTART_LORA, checkpoint, adapter, '--adapter-only',
+               *lora_run['options'])
+    assert f'wrote the adapter-only weights of {checkpoint} to {adapter}' in proc.stdout
+    config = read_metadata(adapter)['config']  # the config it belongs to, overrides included
+    assert "type='LoRA'" in config and 'swin_mini.pth' in config
+    saved = load_file(adapter)
+    assert all('lora_' in k or k.startswith('heads.') for k in saved)
+
+    # `test` on the adapter-only file reproduces the validation metrics of training.
+    out = str(tmp_path / 'metrics.json')
+    cli('test', QUICKSTART_LORA, adapter, '--work-dir', str(tmp_path / 'test'), '--out', out,
+        *lora_run['options'])
+    with open(out) as f:
+        tested = json.load(f)
+    logged = val_scalars(lora_run['work_dir'])
+    for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mean'):
+        assert tested[key] == pytest.approx(logged[key], abs=1e-6), key
+
+
+def test_cli_merge_export_loads_into_plain_timm(cli, lora_run, tmp_path):
+    merged = str(tmp_path / 'merged.safetensors')
+    cli('export', QUICKSTART_LORA, osp.join(lora_run['work_dir'], 'iter_4.pth'), merged,
+        '--merge', *lora_run['options'])
+    state = load_file(merged)
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    assert timm_swin(128, **MINI).load_state_dict(backbone, strict=True)
+    assert read_metadata(merged)['adapterkit_format'] == 'merged'
