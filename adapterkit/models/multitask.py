@@ -13,6 +13,7 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from ..adapters.base import AdapterStrategy
+from ..adapters.mtlora_convert import convert_on_load
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
 
@@ -41,12 +42,20 @@ class MultiTaskModel(BaseModel):
         heads: optional per-task overrides of ``head`` (``{task: cfg}``).
         adapter: a strategy config or a list of them, applied in order; None = Full.
         train_heads: set False to freeze the heads too (e.g. to probe a backbone).
+        channels_last: keep the 4-D weights (patch embedding, head convolutions) in NHWC
+            memory order, cuDNN's fast layout for bf16/fp16 convolutions on GPUs; the
+            backbone's tokens are NHWC already (see docs/distributed.md).
+        torch_compile: True or ``torch.compile`` options: compile the backbone and every
+            head in place (parameter names and checkpoints stay the same). mmengine's own
+            ``cfg.compile`` compiles the whole train step, optimizer included, which
+            TorchDynamo fails on in torch 2.14.
     """
 
     def __init__(self, backbone: dict, tasks: dict, head: dict,
                  heads: Optional[Dict[str, dict]] = None,
                  adapter: Union[dict, List[dict], None] = None,
-                 train_heads: bool = True,
+                 train_heads: bool = True, channels_last: bool = False,
+                 torch_compile: Union[bool, dict] = False,
                  data_preprocessor: ConfigType = None, init_cfg: ConfigType = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='MultiTaskDataPreprocessor')
@@ -72,7 +81,16 @@ class MultiTaskModel(BaseModel):
         self.backbone.requires_grad_(False)
         for strategy in self.adapters:
             strategy.apply(self)
+            strategy.train_extra_parts(self)
         self.heads.requires_grad_(train_heads)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        if torch_compile:
+            options = {} if torch_compile is True else dict(torch_compile)
+            for module in (self.backbone, *self.heads.values()):
+                module.compile(**options)
+        # Released MTLoRA checkpoints load as they are (converted on the way in).
+        self.register_load_state_dict_pre_hook(convert_on_load)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
@@ -121,9 +139,14 @@ class MultiTaskModel(BaseModel):
 
     # ----------------------------------------------------------- adapters
     def merge_adapters(self) -> None:
+        """Fold every strategy's deltas into the frozen weights; refuses before changing
+        anything when one of the strategies cannot merge."""
+        for strategy in self.adapters:
+            strategy.check_mergeable()
         for strategy in self.adapters:
             strategy.merge(self)
 
     def unmerge_adapters(self) -> None:
+        """Undo ``merge_adapters`` (exact to fp32 rounding)."""
         for strategy in reversed(self.adapters):
             strategy.unmerge(self)

@@ -5,10 +5,13 @@ Module and state-dict names equal timm's (``patch_embed.*``, ``layers.{i}.blocks
 classifier head and the final LayerNorm are dropped: the four taps never use them.
 """
 import os.path as osp
+from typing import List, Optional
 
 import timm
+import torch
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
+from timm.models import checkpoint_seq
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
 from adapterkit.compat import load_checkpoint_file
@@ -31,6 +34,10 @@ def _unwrap(state_dict):
     return state_dict
 
 
+def _nchw(tap):
+    return tap.permute(0, 3, 1, 2).contiguous()
+
+
 @MODELS.register_module()
 class SwinBackbone(BaseModule):
     """A timm Swin V1 whose taps are the decoder inputs of MTLoRA.
@@ -44,13 +51,15 @@ class SwinBackbone(BaseModule):
         drop_path_rate: stochastic depth rate.
         pretrained: path to a local checkpoint (.pth/.pt/.bin/.safetensors) in Microsoft's
             or timm's key layout; loaded by ``init_weights()``.
+        with_cp: activation checkpointing of every Swin block (see
+            ``set_grad_checkpointing``).
         init_cfg: mmengine init config.
         **timm_kwargs: passed to ``timm.create_model`` (depths, embed_dim, num_heads,
             window_size, ...).
     """
 
     def __init__(self, arch='swin_tiny_patch4_window7_224', img_size=448, drop_path_rate=0.0,
-                 pretrained=None, init_cfg=None, **timm_kwargs):
+                 pretrained=None, with_cp=False, init_cfg=None, **timm_kwargs):
         super().__init__(init_cfg=init_cfg)
         self.arch = arch
         self.img_size = img_size
@@ -80,6 +89,25 @@ class SwinBackbone(BaseModule):
         # before init_weights() loads the file; their layers keep the wrapped layers' names
         # and only add new parameters, which a pretrained file does not have.
         self._pretrained_keys = frozenset(self.state_dict())
+        # Set by a strategy whose last blocks answer one stream per task (MTLoRA): the
+        # tasks of those streams, in their stacking order. None: one shared stream.
+        self.stream_tasks: Optional[List[str]] = None
+        self.set_grad_checkpointing(with_cp)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute every block's activations in the backward pass instead of keeping
+        them: less memory for about a third more compute (timm's per-stage switch)."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    @staticmethod
+    def _blocks(stage, x):
+        """A stage's blocks, each checkpointed when the stage's ``grad_checkpointing`` is on.
+        Non-reentrant checkpointing, so that adapters inside frozen blocks still get their
+        gradients when the input (e.g. a frozen patch embedding's output) needs none."""
+        if stage.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint_seq(stage.blocks, x, use_reentrant=False)
+        return stage.blocks(x)
 
     @property
     def out_channels(self):
@@ -93,20 +121,41 @@ class SwinBackbone(BaseModule):
 
     def forward_features(self, x):
         """The shared pyramid: four NCHW maps."""
-        x = self.layers[0](self.patch_embed(x))  # stage 0 has no merge in timm
+        return [_nchw(streams[0]) for streams in self._taps(x)]
+
+    def forward(self, x, tasks):
+        """Return ``{task: [4 maps]}``. Without task streams every task gets the same list
+        object; with them (``stream_tasks``) each task gets the maps of its own stream."""
+        taps = self._taps(x)
+        if self.stream_tasks is None:
+            shared = [_nchw(streams[0]) for streams in taps]
+            return {task: shared for task in tasks}
+        unknown = [task for task in tasks if task not in self.stream_tasks]
+        if unknown:
+            raise KeyError(f'SwinBackbone: no stream for task {unknown[0]!r}; the backbone '
+                           f'was adapted for {self.stream_tasks}')
+        index = {task: i + 1 for i, task in enumerate(self.stream_tasks)}
+        return {task: [_nchw(streams[index[task]] if len(streams) > 1 else streams[0])
+                       for streams in taps]
+                for task in tasks}
+
+    def _taps(self, x):
+        """The four taps (NHWC), each split into its streams along the batch.
+
+        A block may answer its batch stacked with task streams, stream-major
+        ([shared; task_1; ...], (1+T)*B rows): the merge after it runs on every stream at
+        once (PatchMerging is per sample), while the next stage continues from the shared
+        stream only, so task streams never cross stages."""
+        batch = x.shape[0]
+        x = self._blocks(self.layers[0], self.patch_embed(x))  # stage 0 has no merge in timm
         taps = []
         for stage in self.layers[1:]:
             # timm's merge opens the next stage; its output is "after stage i's merge"
-            merged = stage.downsample(x)
-            taps.append(merged)
-            x = stage.blocks(merged)
-        taps.append(x)
-        return [tap.permute(0, 3, 1, 2).contiguous() for tap in taps]
-
-    def forward(self, x, tasks):
-        """Return ``{task: [4 maps]}``; every task gets the same list (nothing is task-specific)."""
-        feats = self.forward_features(x)
-        return {task: feats for task in tasks}
+            streams = stage.downsample(x).split(batch)
+            taps.append(streams)
+            x = self._blocks(stage, streams[0])
+        taps.append(x.split(batch))
+        return taps
 
     def init_weights(self):
         first_call = not self._is_init

@@ -1,0 +1,444 @@
+"""MTLoRA (Agiza, Neseem, Reda, CVPR 2024): multi-task low-rank adaptation of a Swin backbone.
+
+Task-agnostic ("shared") LoRA adapts attn.qkv, attn.proj, mlp.fc1 and mlp.fc2 of every block.
+The last block of each stage also carries task-specific LoRA on attn.proj, mlp.fc1 and
+mlp.fc2, and from there on every task has its own stream: the stage's PatchMerging maps it to
+that task's decoder input, while the next stage continues from the shared stream only.
+
+The whole method is in this module:
+
+- ``MTLoRALinear``: a frozen linear layer with the shared low-rank delta and, in a last block,
+  one delta per task: the layer math of every ``shared_mode``, merging and unmerging.
+- ``MTLoRABlock``: timm's Swin block answering the shared stream and the task streams.
+- ``MTLoRA``: the strategy: placement, ranks/scales/dropout per stage and per task, and what
+  trains (MTLoRA+ with ``plus=True``).
+
+Streams travel stacked along the batch, stream-major: ``[shared; task_1; ...; task_T]``
+(``(1+T)*B`` rows). Norms, activations, drop path, window reversal and the PatchMerging after
+the block run once on all streams; the frozen product ``W x + b`` of a layer is computed once
+from the shared input; the task deltas of a layer are one batched product for all tasks.
+The backbone splits the streams (``SwinBackbone.stream_tasks`` names them).
+
+Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
+while the frozen weights keep timm's names, so a released checkpoint converts by renaming
+(``adapters/mtlora_convert.py``).
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.models.swin_transformer import SwinTransformerBlock
+from torch import nn
+
+from ..registry import ADAPTERS
+from .base import AdapterStrategy, Patterns
+
+SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')
+NUM_STAGES = 4
+
+
+def _down_matrix(rank: int, features: int, like: torch.Tensor) -> nn.Parameter:
+    """A (rank x in): kaiming-uniform like the reference (B starts at zero, so step 0 is the
+    pretrained network)."""
+    matrix = torch.empty(rank, features, device=like.device, dtype=like.dtype)
+    nn.init.kaiming_uniform_(matrix, a=math.sqrt(5))
+    return nn.Parameter(matrix)
+
+
+def _up_matrix(features: int, rank: int, like: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(features, rank, device=like.device, dtype=like.dtype))
+
+
+def _scale(value: float, trainable: bool, like: torch.Tensor):
+    return nn.Parameter(torch.tensor([float(value)], device=like.device, dtype=like.dtype)) \
+        if trainable else float(value)
+
+
+def _stack_ranks(matrices: List[torch.Tensor], rank_dim: int) -> torch.Tensor:
+    """Stack per-task matrices; smaller ranks are zero-padded (in the stacked copy only, so
+    no parameter is added) to the largest, which leaves every product unchanged."""
+    rank = max(m.shape[rank_dim] for m in matrices)
+    padded = []
+    for m in matrices:
+        missing = rank - m.shape[rank_dim]
+        padded.append(F.pad(m, (0, missing) if rank_dim == 1 else (0, 0, 0, missing))
+                      if missing else m)
+    return torch.stack(padded)
+
+
+class _LeanDropout(nn.Dropout):
+    """``nn.Dropout`` whose backward keeps a bool mask (1 byte per element) where torch's CPU
+    dropout keeps a float one: LoRA dropout runs on the input of every adapted layer, so this
+    saves about 230 MB of a Swin-T training step at 448 px, batch 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        dropped = torch.empty_like(x, dtype=torch.bool).bernoulli_(self.p)
+        return x.mul(1 / (1 - self.p)).masked_fill_(dropped, 0)
+
+
+class MTLoRALinear(nn.Linear):
+    """An ``nn.Linear`` (the adapted layer's own frozen weight and bias) with MTLoRA's deltas.
+
+    For the shared input x and optional task inputs x_t, with ``P = W x + b`` computed once:
+
+        y   = P + s   B_s A_s dropout(x)                    (shared output)
+        y_t = P + s_t B_t A_t u_t,   u_t = x_t if given, else dropout(x)
+
+    'matrixv2' adds the shared delta to every y_t too; 'addition' has no shared matrices and
+    ``y = P + LayerNorm(sum_t y_t)``. Without task branches the layer is plain LoRA and every
+    mode is 'matrix' (as in the reference). A layer with task branches answers the stacked
+    streams ``[shared; task_1; ...]`` even from ``forward``, so timm's attention can call its
+    ``proj`` unchanged.
+
+    Args:
+        linear: the layer to adapt; its weight and bias are adopted as they are.
+        rank: shared rank r_s.
+        task_ranks: ``{task: r_t}`` in stream order; None for a layer without task branches.
+        scale: shared scale s (multiplies B A directly; it is not alpha / r).
+        task_scales: ``{task: s_t}``; default s for every task.
+        dropout: dropout on the shared input of the low-rank branches.
+        shared_mode: 'matrix', 'matrixv2' or 'addition'.
+        trainable_scales: learn s and s_t, starting from the given values.
+    """
+
+    def __init__(self, linear: nn.Linear, rank: int, task_ranks: Optional[Dict[str, int]] = None,
+                 scale: float = 1.0, task_scales: Optional[Dict[str, float]] = None,
+                 dropout: float = 0.0, shared_mode: str = 'matrix',
+                 trainable_scales: bool = False):
+        # built on 'meta' (nothing allocated), then given the adapted layer's tensors
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device='meta')
+        self.weight, self.bias = linear.weight, linear.bias
+        if shared_mode not in SHARED_MODES[:3]:
+            raise ValueError(f'MTLoRALinear: shared_mode must be one of {SHARED_MODES[:3]}, '
+                             f'got {shared_mode!r}')
+        self.tasks = list(task_ranks or {})
+        self.shared_mode = shared_mode if self.tasks else 'matrix'
+        weight = self.weight
+        if self.shared_mode == 'addition':
+            self.lora_norm = nn.LayerNorm(self.out_features, device=weight.device,
+                                          dtype=weight.dtype)
+        else:
+            self.lora_shared_A = _down_matrix(rank, self.in_features, weight)
+            self.lora_shared_B = _up_matrix(self.out_features, rank, weight)
+            self.lora_shared_scale = _scale(scale, trainable_scales, weight)
+        if self.tasks:
+            task_scales = task_scales or {task: scale for task in self.tasks}
+            # (key, value) pairs keep the stream order (ParameterDict sorts a plain dict)
+            self.lora_tasks_A = nn.ParameterDict(
+                (t, _down_matrix(r, self.in_features, weight)) for t, r in task_ranks.items())
+            self.lora_tasks_B = nn.ParameterDict(
+                (t, _up_matrix(self.out_features, r, weight)) for t, r in task_ranks.items())
+            scales = {t: _scale(task_scales[t], trainable_scales, weight) for t in self.tasks}
+            self.lora_task_scale = nn.ParameterDict(scales.items()) if trainable_scales \
+                else scales
+        self.lora_dropout = _LeanDropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.train(linear.training)
+
+    # ------------------------------------------------------------------ forward
+    # Rows are flattened to 2-D once, so that the low-rank terms can be added in place into
+    # the fresh output of the frozen product (no extra pass, no copy in backward).
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tasks:
+            return self.forward_streams(x)
+        rows = x.reshape(-1, self.in_features)
+        out = F.linear(rows, self.weight, self.bias)
+        if not self.merged:
+            self._add_shared_delta_(out, self.lora_dropout(rows))
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def forward_streams(self, x: torch.Tensor,
+                        x_tasks: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The shared output and every task output, stacked ``[(1+T)*B, ..., out]``.
+
+        Args:
+            x: the shared input (B, ..., in).
+            x_tasks: the task inputs stacked task-major (T*B, ..., in), or None for
+                ``u_t = dropout(x)``.
+        """
+        rows = x.reshape(-1, self.in_features)
+        frozen = F.linear(rows, self.weight, self.bias)  # P (+ the shared delta if merged)
+        dropped = self.lora_dropout(rows)
+        inputs = dropped if x_tasks is None else x_tasks.reshape(len(self.tasks), -1,
+                                                                  self.in_features)
+        # the task outputs read `frozen` before the shared delta goes into it in place
+        if self.shared_mode == 'addition':
+            tasks = self._task_outputs(frozen, inputs)
+            shared = frozen.add_(self.lora_norm(tasks.sum(0)))
+        elif self.shared_mode == 'matrix':
+            tasks = self._task_outputs(frozen, inputs)
+            shared = self._add_shared_delta_(frozen, dropped)
+        else:  # 'matrixv2': the task outputs contain the shared delta too
+            shared = frozen if self.merged else self._add_shared_delta_(frozen, dropped)
+            tasks = self._task_outputs(shared, inputs)
+        stacked = torch.cat([shared.unsqueeze(0), tasks])
+        return stacked.view(-1, *x.shape[1:-1], self.out_features)
+
+    def _add_shared_delta_(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``out += s B_s A_s rows`` (2-D, in place)."""
+        low = F.linear(rows, self.lora_shared_A)
+        up = self.lora_shared_B * self.lora_shared_scale  # scaling the smallest tensor
+        return out.addmm_(low, up.t())
+
+    def _task_outputs(self, base: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """``base + s_t B_t A_t u_t`` of every task, (T, M, out), from two batched products
+        for all tasks. ``inputs`` is (T, M, in), one input per task, or (M, in), the one
+        input every task reads."""
+        count = len(self.tasks)
+        down = _stack_ranks([self.lora_tasks_A[t] for t in self.tasks], rank_dim=0)
+        up = _stack_ranks([self.lora_tasks_B[t] * self.lora_task_scale[t]
+                           for t in self.tasks], rank_dim=1)
+        if inputs.dim() == 3:
+            low = torch.bmm(inputs, down.transpose(1, 2))
+        else:  # one product against all tasks' A at once, then split by task
+            low = F.linear(inputs, down.flatten(0, 1)).view(len(inputs), count, -1)
+            low = low.transpose(0, 1)
+        return torch.baddbmm(base.expand(count, -1, -1), low, up.transpose(1, 2))
+
+    # ------------------------------------------------------------------ merging
+    def shared_delta_weight(self) -> torch.Tensor:
+        """``s B_s A_s`` in the layout of ``weight``."""
+        return self.lora_shared_scale * self.lora_shared_B @ self.lora_shared_A
+
+    @property
+    def foldable(self) -> bool:
+        """Whether ``merge`` folds the shared delta into the weight. Not in 'addition' (no
+        shared delta), nor in a 'matrix' layer with task branches: its task outputs need
+        the frozen product ``W x + b`` itself, and its shared output is that product plus
+        one low-rank term whether folded (then subtracted for the tasks) or not, so such a
+        layer stays as it is: as fast, and exact without any subtraction."""
+        return not self.tasks or self.shared_mode == 'matrixv2'
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the shared delta into the frozen weight where ``foldable``. Merged weights
+        are for inference: the shared output then skips dropout."""
+        if self.foldable and not self.merged:
+            self.weight.add_(self.shared_delta_weight())
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.weight.sub_(self.shared_delta_weight())
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.shared_mode != 'addition':
+            text += f', rank={self.lora_shared_A.shape[0]}'
+        if self.tasks:
+            ranks = {t: self.lora_tasks_A[t].shape[0] for t in self.tasks}
+            text += f', task_ranks={ranks}, shared_mode={self.shared_mode!r}'
+        return text
+
+
+class MTLoRABlock(SwinTransformerBlock):
+    """timm's Swin block answering the shared stream and one stream per task, stacked
+    ``[(1+T)*B, H, W, C]`` (the reference's last-block algebra)::
+
+        a   = z + DP(proj(o)),      a_t = z + DP(proj_t(o))
+        out = a + DP(fc2(GELU(fc1(LN2(a))))),  out_t = a_t + DP(fc2_t(GELU(fc1_t(LN2(a_t)))))
+
+    where proj_t, fc1_t, fc2_t are the task outputs of the MTLoRALinear layers (their frozen
+    product always from the shared input). The window attention o is computed once, by
+    timm's own ``_attn`` (shift, partition, qkv, bias and mask, reverse), whose ``proj`` answers
+    every stream. LN2, GELU and drop path run once on all streams; timm's DropPath draws per
+    row, so every stream gets its own draw, as in the reference.
+    """
+
+    @classmethod
+    def adopt(cls, block: SwinTransformerBlock) -> 'MTLoRABlock':
+        """Turn a timm block into an MTLoRABlock in place. Re-classing keeps every module,
+        parameter name, buffer and setting (window, shift, mask, input size) exactly timm's,
+        where building a new block would have to re-derive them."""
+        block.__class__ = cls
+        return block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, channels = x.shape
+        attended = self.drop_path1(self._attn(self.norm1(x)))  # every stream
+        a = (x + attended.view(-1, batch, height, width, channels)).flatten(0, 1)
+        streams = [batch, a.shape[0] - batch]  # split into (shared, tasks): one view each
+        mlp = self.mlp
+        hidden = mlp.fc1.forward_streams(*self.norm2(a).split(streams))
+        hidden = mlp.norm(mlp.drop1(mlp.act(hidden)))
+        out = mlp.drop2(mlp.fc2.forward_streams(*hidden.split(streams)))
+        return a + self.drop_path2(out)
+
+
+def _per_stage(option: str, value, valid, kind: str) -> List:
+    """One value for every stage, or a list with one per stage."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * NUM_STAGES
+    if len(values) != NUM_STAGES or not all(valid(v) for v in values):
+        raise ValueError(f'MTLoRA: {option} must be {kind} or a list of {NUM_STAGES} '
+                         f'(one per stage), got {value!r}')
+    return values
+
+
+def _is_rank(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_dropout(value) -> bool:
+    return _is_number(value) and 0 <= value < 1
+
+
+@ADAPTERS.register_module()
+class MTLoRA(AdapterStrategy):
+    """MTLoRA, and MTLoRA+ with ``plus=True``, on a Swin V1 backbone, as the reference.
+
+    Placement: shared LoRA on attn.qkv, attn.proj, mlp.fc1 and mlp.fc2 of every block; task
+    LoRA on attn.proj, mlp.fc1 and mlp.fc2 of the last block of each stage, which hands every
+    task of the model its own stream. MTLoRA+ adds a bias-free shared LoRA on the PatchMerging
+    reductions (the merge after stage i takes stage i's rank, scale and dropout).
+
+    Trained: every LoRA matrix (and learnable scale), every LayerNorm, the whole patch
+    embedding, every relative-position-bias table and, in MTLoRA but not MTLoRA+, the
+    PatchMerging reductions. The qkv, proj and fc biases stay frozen.
+
+    Args:
+        rank: shared rank r_s: one for all stages or a list of 4 (one per stage).
+        task_rank: task rank r_t: a number, a list of 4, or ``{task: number or list of 4}``
+            (covering every task of the model; other tasks are ignored).
+        scale: shared scale s (it multiplies B A directly): a number or a list of 4.
+        task_scale: task scale s_t, given like ``task_rank``; default ``scale``.
+        dropout: dropout on the shared input of the low-rank branches: number or list of 4.
+        shared_mode: 'matrix' (the paper's), 'matrixv2' (task outputs also get the shared
+            delta), 'addition' (no shared matrices in the task layers; the shared output is
+            P + LayerNorm(sum of the task outputs)) or 'lora_only' (no task branches: every
+            task gets the shared pyramid).
+        trainable_scales: learn s and s_t, starting from the given values.
+        plus: MTLoRA+: LoRA on the PatchMerging reductions, which stay frozen.
+        trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
+    """
+
+    def __init__(self, rank=64, task_rank=4, scale=4.0, task_scale=None, dropout=0.05,
+                 shared_mode: str = 'matrix', trainable_scales: bool = False,
+                 plus: bool = False, trainable: Patterns = None):
+        super().__init__(trainable=trainable)
+        if shared_mode not in SHARED_MODES:
+            raise ValueError(f'MTLoRA: shared_mode must be one of {SHARED_MODES}, '
+                             f'got {shared_mode!r}')
+        self.rank = _per_stage('rank', rank, _is_rank, 'a positive integer')
+        self.scale = _per_stage('scale', scale, _is_number, 'a number')
+        self.dropout = _per_stage('dropout', dropout, _is_dropout, 'a number in [0, 1)')
+        self.task_rank = task_rank
+        self.task_scale = scale if task_scale is None else task_scale
+        self._per_task([])  # spell out config mistakes before any model exists
+        self.shared_mode = shared_mode
+        self.trainable_scales = trainable_scales
+        self.plus = plus
+
+    def apply(self, model: nn.Module) -> None:
+        backbone = model.backbone
+        stages = self._stages(backbone)
+        tasks = [] if self.shared_mode == 'lora_only' else list(model.tasks)
+        task_rank, task_scale = self._per_task(tasks)
+        for i, stage in enumerate(stages):
+            shared = dict(rank=self.rank[i], scale=self.scale[i], dropout=self.dropout[i],
+                          trainable_scales=self.trainable_scales)
+            for j, block in enumerate(stage.blocks):
+                branches = {}
+                if tasks and j == len(stage.blocks) - 1:
+                    branches = dict(task_ranks={t: task_rank[t][i] for t in tasks},
+                                    task_scales={t: task_scale[t][i] for t in tasks},
+                                    shared_mode=self.shared_mode)
+                block.attn.qkv = MTLoRALinear(block.attn.qkv, **shared)
+                block.attn.proj = MTLoRALinear(block.attn.proj, **shared, **branches)
+                block.mlp.fc1 = MTLoRALinear(block.mlp.fc1, **shared, **branches)
+                block.mlp.fc2 = MTLoRALinear(block.mlp.fc2, **shared, **branches)
+                if branches:
+                    MTLoRABlock.adopt(block)
+            if self.plus and i + 1 < len(stages):  # the merge after stage i (timm: i + 1)
+                merge = stages[i + 1].downsample
+                merge.reduction = MTLoRALinear(merge.reduction, **shared)
+        if tasks:
+            backbone.stream_tasks = tasks
+        self._train(backbone, self._trained_names(backbone))
+
+    def merge(self, model: nn.Module) -> None:
+        for layer in self._layers(model):
+            layer.merge()
+
+    def unmerge(self, model: nn.Module) -> None:
+        for layer in self._layers(model):
+            layer.unmerge()
+
+    def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """What a merged model still needs besides the backbone's own weights, keyed by
+        backbone names: the task branches (and, where ``merge`` left a layer unfolded, its
+        shared matrices). A fresh model of the same config loads a merged backbone plus
+        these exactly: its unloaded shared ``B`` matrices are zero."""
+        state = {}
+        for name, layer in model.backbone.named_modules():
+            if isinstance(layer, MTLoRALinear) and layer.tasks:
+                state.update({f'{name}.{key}': value.detach()
+                              for key, value in layer.state_dict().items()
+                              if key not in ('weight', 'bias')
+                              and not (layer.merged and key.startswith('lora_shared_'))})
+        return state
+
+    # ------------------------------------------------------------------ helpers
+    def _trained_names(self, backbone: nn.Module) -> List[str]:
+        norms = {f'{module_name}.{name}' for module_name, module in backbone.named_modules()
+                 if isinstance(module, nn.LayerNorm) for name, _ in module.named_parameters()}
+
+        def trained(name: str) -> bool:
+            return (any(part.startswith('lora_') for part in name.split('.'))
+                    or name in norms
+                    or name.startswith('patch_embed.')
+                    or name.endswith('.relative_position_bias_table')
+                    or (not self.plus and name.endswith('.downsample.reduction.weight')))
+
+        return [name for name, _ in backbone.named_parameters() if trained(name)]
+
+    def _per_task(self, tasks: Sequence[str]):
+        """``({task: [rank per stage]}, {task: [scale per stage]})`` for ``tasks``."""
+        resolved = []
+        for option, value, valid, kind in (
+                ('task_rank', self.task_rank, _is_rank, 'a positive integer'),
+                ('task_scale', self.task_scale, _is_number, 'a number')):
+            if isinstance(value, dict):
+                per_task = {task: _per_stage(f'{option}.{task}', stages, valid, kind)
+                            for task, stages in value.items()}
+                missing = [task for task in tasks if task not in per_task]
+                if missing:
+                    raise ValueError(f'MTLoRA: {option} has no entry for task {missing[0]!r} '
+                                     f'(it must cover every task of the model: {list(tasks)})')
+            else:
+                stages = _per_stage(option, value, valid, kind)
+                per_task = {task: stages for task in tasks}
+            resolved.append(per_task)
+        return resolved
+
+    @staticmethod
+    def _stages(backbone: nn.Module):
+        stages = getattr(backbone, 'layers', None)
+        if (stages is None or len(stages) != NUM_STAGES
+                or not all(isinstance(block, SwinTransformerBlock)
+                           for stage in stages for block in stage.blocks)):
+            raise ValueError(f'MTLoRA adapts a 4-stage timm Swin V1 backbone (SwinBackbone), '
+                             f'not {type(backbone).__name__}')
+        for name, module in backbone.named_modules():
+            if name.endswith(('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2')) \
+                    and type(module) is not nn.Linear:
+                raise ValueError(f'MTLoRA: backbone layer {name} is already adapted '
+                                 f'({type(module).__name__}); MTLoRA adapts plain nn.Linear')
+        return stages
+
+    @staticmethod
+    def _layers(model: nn.Module) -> List[MTLoRALinear]:
+        return [m for m in model.backbone.modules() if isinstance(m, MTLoRALinear)]
+
+    def __repr__(self) -> str:
+        return (f'MTLoRA(rank={self.rank}, task_rank={self.task_rank!r}, '
+                f'shared_mode={self.shared_mode!r}, plus={self.plus})')

@@ -1,0 +1,121 @@
+"""Released MTLoRA checkpoints (scale-lab/MTLoRA) in adapterkit's key layout.
+
+The reference saves ``{'model': state_dict, 'optimizer': ..., 'config': <yacs CfgNode>, ...}``
+(MTLORA.md, "Reference checkpoint layout"). Converting is renaming only, because adapterkit's
+layers keep timm's names and the reference's LoRA names:
+
+    backbone.layers.{i}.downsample.*          -> backbone.layers.{i+1}.downsample.*
+        (Microsoft merges at the end of stage i, timm at the start of stage i + 1)
+    *.linear.weight, *.linear.bias            -> *.weight, *.bias
+        (the reference wraps the frozen layer; adapterkit's MTLoRALinear is that layer)
+    downsampler.{task}.downsample_{k}.weight  -> heads.{task}.downsample.{k}.weight
+    decoders.decoders.{task}.last_layer.*     -> heads.{task}.last_layer.*
+    lora_shared_*, lora_tasks_*.{task}, lora_task_scale.{task}, lora_norm.*  (unchanged)
+
+Dropped: the ``attn_mask`` and ``relative_position_index`` buffers (recomputed) and the
+backbone's unused classifier ``backbone.head.*``. Any other key is an error naming it.
+
+Two ways in: ``adapterkit convert-mtlora CKPT OUT [--config CFG]`` writes an mmengine-style
+checkpoint (``{'state_dict': ..., 'meta': ...}``), and ``MultiTaskModel`` converts a
+reference state dict on load (``convert_on_load``), so ``load_from`` takes either file.
+"""
+import collections
+import os
+import os.path as osp
+import re
+from typing import Dict, Optional
+
+import torch
+
+from ..compat import load_checkpoint_file
+
+_DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
+_RENAMES = [
+    (re.compile(r'^backbone\.layers\.(\d+)\.downsample\.'),
+     lambda m: f'backbone.layers.{int(m.group(1)) + 1}.downsample.'),
+    (re.compile(r'\.linear\.(weight|bias)$'), lambda m: f'.{m.group(1)}'),
+    (re.compile(r'^downsampler\.([^.]+)\.downsample_(\d)\.weight$'),
+     lambda m: f'heads.{m.group(1)}.downsample.{m.group(2)}.weight'),
+    (re.compile(r'^decoders\.decoders\.([^.]+)\.last_layer\.'),
+     lambda m: f'heads.{m.group(1)}.last_layer.'),
+]
+_KNOWN = re.compile(r'^(backbone\.|heads\.)')
+
+
+def is_reference_state_dict(state_dict: dict) -> bool:
+    """True for a state dict in the reference's layout (its decoders or per-task
+    downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``)."""
+    return any(isinstance(key, str) and (
+        key.startswith(('decoders.decoders.', 'downsampler.'))
+        or (key.startswith('backbone.') and key.endswith('.linear.weight')))
+        for key in state_dict)
+
+
+def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The reference's model state dict (optionally under 'model') in adapterkit's keys."""
+    if isinstance(state_dict.get('model'), dict):
+        state_dict = state_dict['model']
+    converted, unknown = {}, []
+    for key, value in state_dict.items():
+        if _DROPPED.fullmatch(key):
+            continue
+        new = key
+        for pattern, replace in _RENAMES:
+            new = pattern.sub(replace, new)
+        if not _KNOWN.match(new):
+            unknown.append(key)
+        converted[new] = value
+    if unknown:
+        raise ValueError(f'not an MTLoRA reference checkpoint: {len(unknown)} keys of no known '
+                         f'kind: {", ".join(unknown[:3])}')
+    return converted
+
+
+def read_reference_checkpoint(path: str) -> dict:
+    """Load a reference checkpoint file without running any of its code: the yacs config
+    the reference pickles next to the weights reads as a plain OrderedDict."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    with torch.serialization.safe_globals([(collections.OrderedDict, 'yacs.config.CfgNode')]):
+        return load_checkpoint_file(path, map_location='cpu')
+
+
+def convert_checkpoint(path: str, out: str, config: Optional[str] = None) -> Dict[str, int]:
+    """Convert the reference checkpoint ``path`` into the adapterkit checkpoint ``out``.
+
+    With ``config``, the result must fit the model that config builds exactly (every key,
+    every shape) or nothing is written. Returns ``{'tensors': n}``.
+    """
+    checkpoint = read_reference_checkpoint(path)
+    state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not is_reference_state_dict(state):
+        raise ValueError(f'{path}: not an MTLoRA reference checkpoint (no decoders.decoders.*, '
+                         'downsampler.* or backbone *.linear.weight keys)')
+    try:
+        converted = convert_state_dict(state)
+    except ValueError as err:
+        raise ValueError(f'{path}: {err}') from None
+    meta = dict(converted_from=osp.abspath(path), source='scale-lab/MTLoRA')
+    if config is not None:
+        from ..config import build_model
+        from ..models.checkpoint import _check_keys
+        _check_keys(path, converted, build_model(config).state_dict())
+        meta['config'] = config
+    tmp = f'{out}.tmp'
+    torch.save(dict(state_dict=converted, meta=meta), tmp)
+    os.replace(tmp, out)  # a failed write never leaves a half file under `out`
+    return dict(tensors=len(converted))
+
+
+def convert_on_load(module, state_dict, prefix, *args) -> None:
+    """``load_state_dict`` pre-hook of ``MultiTaskModel``: a state dict in the reference
+    layout, or a whole reference checkpoint (its ``model`` entry), is converted in place."""
+    mine = {key[len(prefix):]: value for key, value in state_dict.items()
+            if isinstance(key, str) and key.startswith(prefix)}
+    source = mine['model'] if isinstance(mine.get('model'), dict) else mine
+    if not is_reference_state_dict(source):
+        return
+    converted = convert_state_dict(source)
+    for key in mine:
+        del state_dict[prefix + key]
+    state_dict.update({prefix + key: value for key, value in converted.items()})

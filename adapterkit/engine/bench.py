@@ -1,0 +1,157 @@
+"""``adapterkit bench``: step time, throughput and peak memory of a config's model.
+
+The model is built from the config with random weights (``pretrained=None``) and fed random
+images and targets, so no data or checkpoint is needed:
+
+- ``train``: forward, the task losses, backward and an AdamW step on the trainable
+  parameters (what one training iteration costs, without data loading);
+- ``infer``: forward in eval mode under ``no_grad``; ``merged`` folds the adapters into the
+  frozen weights first.
+
+Time: the median wall time of ``iters`` steps after ``warmup`` untimed ones (on CUDA each
+step is synchronised). Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed
+steps; on CPU, the process's peak resident set size (``VmHWM`` in /proc/self/status), reset
+before the timed steps where the kernel allows it (/proc/self/clear_refs), so it is the peak
+of a steady-state step: weights, optimizer state, activations and the torch runtime.
+Python-level tracers (tracemalloc) do not see torch's allocations.
+"""
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+MODES = ('train', 'infer')
+
+
+def random_targets(tasks: dict, batch: int, size: int, device) -> Dict[str, torch.Tensor]:
+    """Targets in the format each task's loss takes (see ``tasks/base.py``)."""
+    targets = {}
+    for name, task in tasks.items():
+        if task.label_kind == 'normals':
+            targets[name] = F.normalize(torch.randn(batch, 3, size, size, device=device), dim=1)
+        elif task.label_kind == 'depth':
+            targets[name] = torch.rand(batch, 1, size, size, device=device) + 0.1
+        else:
+            targets[name] = torch.randint(0, max(task.num_outputs, 2), (batch, size, size),
+                                          device=device)
+    return targets
+
+
+def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] = None,
+          iters: int = 5, warmup: int = 1, merged: bool = False,
+          threads: Optional[int] = None, tasks: Optional[List[str]] = None,
+          cfg_options: Optional[dict] = None) -> dict:
+    """Measure one config; returns the figures as a dict (see the module docstring)."""
+    from ..config import build_model, load_config
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    if merged and mode != 'infer':
+        raise ValueError('--merged is for --mode infer (merged weights cannot train)')
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise ValueError('batch and iters must be at least 1, warmup at least 0')
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    cfg = load_config(config, cfg_options)
+    backbone = cfg.model.backbone
+    backbone.pretrained = None  # speed does not depend on the weights
+    if img is not None:
+        backbone.img_size = img
+    if tasks:
+        given = cfg.model.tasks
+        cfg.model.tasks = {name: given.get(name, {}) if isinstance(given, dict) else {}
+                           for name in tasks}
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    model = build_model(cfg).to(device)
+    size = backbone.img_size if isinstance(backbone.img_size, int) else backbone.img_size[0]
+    inputs = torch.randn(batch, 3, size, size, device=device)
+
+    if mode == 'train':
+        model.train()
+        samples = dict(gt=random_targets(model.tasks, batch, size, device))
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=1e-4)
+
+        def step():
+            losses = model(inputs, samples, mode='loss')
+            sum(losses.values()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    else:
+        model.eval()
+        if merged:
+            model.merge_adapters()
+
+        def step():
+            with torch.no_grad():
+                model(inputs, mode='tensor')
+
+    figures = measure(step, iters, warmup, device)
+    return dict(config=config, mode=mode, merged=merged, device=str(device),
+                threads=torch.get_num_threads(), batch=batch, img=size, tasks=list(model.tasks),
+                iters=iters, warmup=warmup, images_per_s=round(batch / figures['step_s'], 3),
+                **figures)
+
+
+def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.device) -> dict:
+    """Run ``step`` ``warmup`` times untimed, then ``iters`` times timed: the median step
+    time and the peak memory of the timed steps (see the module docstring)."""
+    for _ in range(warmup):
+        step()
+    reset = _reset_peak_memory(device)
+    times = []
+    for _ in range(iters):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    peak, how = _peak_memory(device)
+    if not reset:
+        how += ', since the process started'
+    return dict(step_s=round(statistics.median(times), 4),
+                step_s_all=[round(t, 4) for t in times],
+                peak_memory_mb=round(peak / 2**20, 1), memory_measure=how)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak_memory(device: torch.device) -> bool:
+    """Start a new peak; False where the kernel does not allow it."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:  # '5' resets VmHWM to the current RSS (Linux >= 4.0)
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _peak_memory(device: torch.device):
+    """(bytes, how they were measured)."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device), 'torch.cuda.max_memory_allocated'
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024, 'peak RSS of the process (VmHWM)'
+    raise RuntimeError('bench: no VmHWM in /proc/self/status (peak memory needs Linux on CPU)')
+
+
+def format_report(result: dict) -> str:
+    merged = ', merged' if result['merged'] else ''
+    return '\n'.join([
+        f"{result['config']}: {result['mode']}{merged}, batch {result['batch']}, "
+        f"{result['img']} px, {len(result['tasks'])} tasks ({', '.join(result['tasks'])}), "
+        f"{result['device']} ({result['threads']} threads)",
+        f"  step         {result['step_s']:.3f} s  (median of {result['iters']})",
+        f"  throughput   {result['images_per_s']:.2f} img/s",
+        f"  peak memory  {result['peak_memory_mb']:,.0f} MB  ({result['memory_measure']})",
+    ])
