@@ -29,6 +29,9 @@ def amp_optim_wrapper(cfg: dict, device: str) -> dict:
     """Turn an OptimWrapper config into its mixed-precision form for ``device``:
     bf16 autocast where supported (CPU, Ampere+ GPUs), fp16 with loss scaling otherwise."""
     cfg = dict(cfg)
+    if cfg.get('type') == 'DeepSpeedOptimWrapper':
+        raise ValueError('--amp does not apply to DeepSpeed: its strategy sets the precision '
+                         '(bf16=dict(enabled=True) or fp16=dict(enabled=True))')
     if device == 'cuda' and not torch.cuda.is_bf16_supported():
         cfg.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
     else:

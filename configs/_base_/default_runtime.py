@@ -22,4 +22,6 @@ load_from = None
 resume = False
 randomness = dict(seed=0)
 # Latest validation/test metrics as JSON in the work dir (what reports and scripts read).
-custom_hooks = [dict(type='SaveMetricsHook')]
+# SyncBuffersHook: in distributed runs, average the BN running statistics of the ranks at the
+# end of each training epoch and before validation (a no-op in one process).
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='SaveMetricsHook')]

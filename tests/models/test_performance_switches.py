@@ -1,0 +1,79 @@
+"""Speed and memory switches change how the model computes, never what: activation
+checkpointing of the Swin blocks and channels-last weights."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+from adapterkit.models.backbones.swin import SwinBackbone
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_with_cp_switches_every_stage():
+    backbone = SwinBackbone(img_size=64, embed_dim=16, depths=(1, 1, 1, 1),
+                            num_heads=(1, 2, 2, 4), window_size=4, with_cp=True)
+    assert all(stage.grad_checkpointing for stage in backbone.layers)
+
+
+@pytest.mark.parametrize('adapter', [
+    dict(type='Full'),
+    # frozen backbone: the checkpointed blocks get an input that needs no gradient
+    dict(type='LoRA', rank=4),
+    dict(type='MTLoRA', rank=4, task_rank=2, dropout=0.0),
+], ids=lambda a: a['type'])
+def test_checkpointed_blocks_give_the_same_gradients(tiny_model, adapter):
+    torch.manual_seed(0)
+    plain = tiny_model(adapter).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.backbone.set_grad_checkpointing(True)
+    images = torch.randn(2, 3, 64, 64)
+
+    grads, calls = [], []
+    for model in (plain, checkpointed):
+        block = model.backbone.layers[1].blocks[0]
+        calls.append(0)
+        block.register_forward_pre_hook(lambda *_: calls.__setitem__(-1, calls[-1] + 1))
+        logits = model(images)
+        sum(out.square().mean() for out in logits.values()).backward()
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.requires_grad})
+
+    assert calls == [1, 2]  # the checkpointed block ran again in the backward pass
+    assert grads[0].keys() == grads[1].keys()
+    backbone = [name for name in grads[0] if name.startswith('backbone.')]
+    assert backbone and all(grads[1][name] is not None for name in backbone)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+
+def test_channels_last_keeps_the_outputs():
+    from adapterkit import build_model, load_config
+    config = osp.join(REPO, 'configs/quickstart/full_swin-mini_synthetic-128.py')
+    plain = build_model(load_config(config)).eval()
+    nhwc = build_model(load_config(config, {'model.channels_last': True})).eval()
+    for conv in (nhwc.backbone.patch_embed.proj, nhwc.heads['semseg'].last_layer[0]):
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    nhwc.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        expected, actual = plain(images), nhwc(images)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_torch_compile_compiles_backbone_and_heads_in_place():
+    from adapterkit import build_model, load_config
+    config = osp.join(REPO, 'configs/quickstart/full_swin-mini_synthetic-128.py')
+    plain = build_model(load_config(config))
+    # 'eager' traces with TorchDynamo without generating code: fast, and enough to show
+    # that the backbone and heads compile without breaking
+    options = {'model.torch_compile': {'backend': 'eager', 'fullgraph': True}}
+    compiled = build_model(load_config(config, options))
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # names unchanged
+    compiled.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 128, 128)
+    expected, actual = plain(images), compiled(images)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name])
