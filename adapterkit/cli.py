@@ -1,4 +1,5 @@
-"""The ``adapterkit`` command: train, test, synth, params, demo."""
+"""The ``adapterkit`` command: train, test, synth, params, export, bench, convert-mtlora,
+compare, demo, plugins."""
 import argparse
 import json
 import os.path as osp
@@ -13,16 +14,17 @@ def _default_work_dir(config: str) -> str:
 
 
 def _runner(cfg):
-    from mmengine.runner import Runner
-    return Runner.from_cfg(cfg)
+    from .engine.distributed import build_runner
+    return build_runner(cfg)
 
 
 def cmd_train(args) -> int:
     from .config import load_config
+    from .engine.distributed import end_launch, prepare_launch
     from .engine.optim import amp_optim_wrapper
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
-    cfg.launcher = args.launcher
+    prepare_launch(cfg, args.launcher)
     if args.amp:
         import torch
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -32,25 +34,40 @@ def cmd_train(args) -> int:
         # `--resume` alone picks the latest checkpoint of the work dir.
         cfg.load_from = None if args.resume == 'auto' else args.resume
     _runner(cfg).train()
+    end_launch()
     return 0
 
 
 def cmd_test(args) -> int:
+    from mmengine.dist import is_main_process
+
     from .config import load_config
+    from .engine.distributed import end_launch, prepare_launch
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
-    cfg.launcher = args.launcher
-    cfg.load_from = args.checkpoint
+    prepare_launch(cfg, args.launcher)
+    # An adapter-only file is loaded onto the config's pretrained backbone by adapterkit,
+    # not by mmengine (which would leave the backbone random and only warn).
+    adapter_only = args.checkpoint.endswith('.safetensors')
+    cfg.load_from = None if adapter_only else args.checkpoint
     cfg.resume = False
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='SavePredictionsHook', out_dir=args.show_dir)]
-    metrics = _runner(cfg).test()
-    if args.out:
+    runner = _runner(cfg)
+    if adapter_only:
+        from mmengine.model import is_model_wrapper
+
+        from .models.checkpoint import load_adapter
+        load_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model,
+                     args.checkpoint)
+    metrics = runner.test()
+    if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=2)
+    end_launch()
     return 0
 
 
@@ -81,9 +98,83 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .config import build_model, load_config
+    from .models.checkpoint import load_weights, save_adapter, save_merged
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model(cfg).eval()
+    load_weights(model, args.checkpoint)
+    save = save_merged if args.merge else save_adapter
+    save(model, args.out, cfg.pretty_text)
+    kind = 'merged model' if args.merge else 'adapter-only weights'
+    print(f'wrote the {kind} of {args.checkpoint} to {args.out}')
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .engine.bench import bench, format_report
+    tasks = args.tasks.split(',') if args.tasks else None
+    result = bench(args.config, mode=args.mode, batch=args.batch, img=args.img,
+                   iters=args.iters, warmup=args.warmup, merged=args.merged,
+                   threads=args.threads, tasks=tasks, cfg_options=args.cfg_options)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def cmd_convert_mtlora(args) -> int:
+    from .adapters.mtlora_convert import convert_checkpoint
+    result = convert_checkpoint(args.checkpoint, args.out, config=args.config)
+    fits = f', checked against {args.config}' if args.config else ''
+    print(f"wrote {result['tensors']} tensors of {args.checkpoint} in adapterkit's layout to "
+          f'{args.out}{fits}')
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .engine.compare import report_from_dirs, run_compare
+    if args.from_dirs:
+        report_from_dirs(args.from_dirs, args.work_dir)
+        return 0
+    if not args.suite:
+        raise ValueError('compare needs a SUITE file, or --from-dirs DIR...')
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f'--seeds must be at least 1, got {args.seeds}')
+    run_compare(args.suite, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                seeds=None if args.seeds is None else list(range(args.seeds)),
+                only=args.only.split(',') if args.only else None)
+    return 0
+
+
+# `make demo`: the quickstart comparison suite.
+DEMO_SUITE = 'adapterkit::compare/quickstart.py'
+
+
 def cmd_demo(args) -> int:
-    from .engine.demo import run_demo
-    run_demo(data_root=args.data, work_dir=args.work_dir)
+    from .engine.compare import run_compare
+    run_compare(DEMO_SUITE, work_dir=args.work_dir)
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .plugins import GROUP, load_plugins
+    found = load_plugins(report=False)  # shown below, not also as warnings
+    if args.json:
+        print(json.dumps(dict(plugins=[p.as_dict() for p in found.plugins],
+                              errors=found.errors), indent=2))
+        return 0
+    if not found.plugins:
+        print(f'no plugins installed (entry-point group {GROUP})')
+    for plugin in found.plugins:
+        state = {'failed': f'failed: {plugin.error}',
+                 'disabled': 'disabled by ADAPTERKIT_PLUGINS / ADAPTERKIT_DISABLE_PLUGINS'}
+        print(f'{plugin.name}  {plugin.distribution} {plugin.version}  '
+              f'{state.get(plugin.status, plugin.status)}')
+        for registry, name in plugin.modules:
+            print(f'    {registry:<10} {name}')
+        for folder in plugin.config_dirs:
+            print(f'    {"configs":<10} {plugin.name}:: = {folder}')
+    for error in found.errors:
+        print(f'error: {error}')
     return 0
 
 
@@ -130,19 +221,74 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(p)
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_params)
-    p = sub.add_parser('demo', help='the quickstart job on synthetic data: single-task '
-                       'references, the multi-task model, metrics and Δm')
-    p.add_argument('--data', default='data/synthetic', help='synthetic data set (written if absent)')
+
+    p = sub.add_parser('export', help='write a merged model or the adapter-only weights of a '
+                       'checkpoint (.safetensors; see docs/strategies.md)')
+    config_args(p)
+    p.add_argument('checkpoint', help='a runner checkpoint (.pth) or an adapter-only file')
+    p.add_argument('out', help='the .safetensors file to write')
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument('--merge', action='store_true', help='fold the adaptation into the '
+                      'backbone: plain timm backbone keys + heads')
+    kind.add_argument('--adapter-only', action='store_true', help='only what is not the frozen '
+                      'pretrained backbone, loadable on top of it')
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser('bench', help='median step time, throughput and peak memory of a '
+                       "config's model on this device (random weights and data)")
+    config_args(p)
+    p.add_argument('--mode', choices=['train', 'infer'], default='train',
+                   help='train: forward + backward + AdamW step; infer: forward, no_grad')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--img', type=int, help="image size (default: the config's)")
+    p.add_argument('--iters', type=int, default=5, help='timed steps (the median is reported)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed steps first')
+    p.add_argument('--merged', action='store_true', help='merge the adapters first (infer)')
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    p.add_argument('--tasks', help="comma-separated tasks instead of the config's")
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser('convert-mtlora', help='turn a checkpoint of the MTLoRA reference code '
+                       '(scale-lab/MTLoRA) into an adapterkit checkpoint')
+    p.add_argument('checkpoint', help='the reference checkpoint (.pth)')
+    p.add_argument('out', help='the adapterkit checkpoint to write (.pth, for load_from)')
+    p.add_argument('--config', help='check that the result fits the model of this config')
+    p.set_defaults(func=cmd_convert_mtlora)
+
+    p = sub.add_parser('compare', help='train every member of a comparison suite under one '
+                       'identical pipeline; report table, Pareto and per-task plots '
+                       '(docs/comparing.md)')
+    p.add_argument('suite', nargs='?', help='a suite file (configs/compare/*.py)')
+    p.add_argument('--work-dir', help='where the runs and the report go (default: '
+                   'work_dirs/compare/<suite name>; with --from-dirs: the first DIR)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                   help="override config keys of every run, on top of the suite's options")
+    p.add_argument('--seeds', type=int, metavar='N', help="seeds 0..N-1 instead of the suite's")
+    p.add_argument('--only', metavar='NAMES', help='comma-separated members (and/or '
+                   'single-task) to train now; the report still covers the whole suite')
+    p.add_argument('--from-dirs', nargs='+', metavar='DIR', help='only build the report from '
+                   'the finished runs under these work dirs')
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser('demo', help='the quickstart comparison suite on synthetic data '
+                       '(configs/compare/quickstart.py): every method, table and plots')
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser('plugins', help='installed plugins: what each registered, its configs, '
+                       'and why one failed to load')
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=cmd_plugins)
     return parser
 
 
 # Errors a user can fix: one line naming what is wrong, no traceback.
 def _user_errors():
+    from .adapters.base import NotMergeableError
     from .compat import CheckpointRefusedError
     from .config import ConfigError
-    return (FileNotFoundError, KeyError, ValueError, ConfigError, CheckpointRefusedError)
+    return (FileNotFoundError, KeyError, ValueError, ConfigError, CheckpointRefusedError,
+            NotMergeableError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -21,6 +21,7 @@ TRANSFORMS = _child(root.TRANSFORMS, 'adapterkit.datasets')
 METRICS = _child(root.METRICS, 'adapterkit.evaluation')
 HOOKS = _child(root.HOOKS, 'adapterkit.engine')
 OPTIM_WRAPPERS = _child(root.OPTIM_WRAPPERS, 'adapterkit.engine')
+FUNCTIONS = _child(root.FUNCTIONS, 'adapterkit.engine')  # e.g. FSDP wrap policies
 
 # Children with nothing of ours in them yet: they keep mmengine from warning that scope
 # 'adapterkit' has no such registry whenever a Runner builds one of these.

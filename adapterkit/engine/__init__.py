@@ -1,4 +1,6 @@
+from .distributed import FSDPGradClipHook
 from .hooks import SaveMetricsHook, SavePredictionsHook
 from .optim import AutocastOptimWrapper, amp_optim_wrapper
 
-__all__ = ['SaveMetricsHook', 'SavePredictionsHook', 'AutocastOptimWrapper', 'amp_optim_wrapper']
+__all__ = ['FSDPGradClipHook', 'SaveMetricsHook', 'SavePredictionsHook', 'AutocastOptimWrapper',
+           'amp_optim_wrapper']

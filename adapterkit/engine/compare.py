@@ -1,0 +1,674 @@
+"""``adapterkit compare``: every method trained under one identical pipeline, one report.
+
+A *suite* is an mmengine ``.py`` config with these keys (config paths relative to the suite
+file or ``PROVIDER::path``; data roots and work dirs relative to the working directory;
+helper variables start with ``_``):
+
+``base``
+    The config every run is derived from (required).
+``members``
+    ``{name: config path | dict(config=path, adapter=dict(...)) | dict(adapter=...)}``
+    (required). A member contributes its ``model.adapter`` and nothing else: a member
+    config that differs from ``base`` anywhere else is refused, and an ``adapter`` next to
+    ``config`` is merged into that config's adapter.
+``tasks``
+    Task names of the multi-task runs (default: the base config's ``model.tasks``).
+``seeds``
+    ``[0]`` by default; every run is trained once per seed (``randomness.seed``).
+``data``
+    ``dict(root=..., synthesize=dict(...))``: the data every run trains and validates on;
+    ``synthesize`` (keyword arguments of ``adapterkit.datasets.synthetic.synthesize``)
+    writes it when ``root`` does not exist.
+``options``
+    ``--cfg-options`` style overrides every run shares (schedule, image size, ...).
+``references``
+    ``'single-task'`` (default): one single-task full fine-tuning run per task and seed on
+    the same data, and Δm against their mean; or ``{task: value}`` (published numbers).
+``pretrained``
+    The backbone file every run starts from (default: the base config's).
+``pretrain``
+    ``dict(data=dict(root=..., synthesize=...), options=dict(...))``: a pretraining stage
+    (full fine-tuning of the base model on all tasks, on other data) whose backbone, saved
+    as ``pretrain/backbone.safetensors`` in timm's layout, every run starts from.
+
+Work dir: ``pretrain/``, ``single-task_<task>/seed_<k>/`` and ``<member>/seed_<k>/``, each
+with ``config.py`` (the derived config), mmengine's logs and checkpoints, ``metrics.json``
+and ``run.json`` (what the report is built from); the report itself is
+``results.{json,csv,md}``, ``pareto.png`` and ``tasks.png`` (``compare_report.py``).
+
+A finished run (final checkpoint and final validation metrics present) is not trained again;
+an interrupted one resumes from its last checkpoint. A run that fails is recorded with its
+error and the suite goes on.
+"""
+import copy
+import glob
+import json
+import os
+import os.path as osp
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+
+from .. import plugins
+from ..config import ConfigError, load_config
+
+SINGLE_TASK = 'single-task'
+PRETRAIN = 'pretrain'
+# Δm's references are single-task models trained with full fine-tuning (Maninis et al.).
+REFERENCE_ADAPTER = dict(type='Full')
+SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'references',
+              'pretrained', 'pretrain')
+MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
+BACKBONE_FILE = 'backbone.safetensors'
+STATS_KEY = 'adapterkit_train_stats'  # a run's training figures, in its checkpoints' meta
+
+
+class SuiteError(ConfigError):
+    """A suite file is malformed, or a member breaks the identical-pipeline rule."""
+
+
+# ------------------------------------------------------------------ suites
+@dataclass
+class Suite:
+    path: str
+    name: str
+    base: str
+    members: Dict[str, dict]  # name -> dict(config=path or None, adapter=dict/list or None)
+    tasks: Dict[str, dict]  # name -> task config, the base's (or the suite's subset)
+    seeds: List[int]
+    data: Optional[dict]
+    options: dict
+    references: Union[str, Dict[str, float]]  # SINGLE_TASK or {task: value}
+    pretrained: Optional[str]
+    pretrain: Optional[dict]
+
+    def shared_options(self, seed: int, tasks: Optional[Sequence[str]] = None,
+                       data: Optional[dict] = None, pretrained: Optional[str] = None,
+                       options: Optional[dict] = None) -> dict:
+        """The overrides a run applies to its config: the suite's shared options, its data
+        root, pretrained backbone, seed and tasks (default: the suite's). A fresh dict."""
+        # The suite prints its own progress lines; mmengine's INFO log (the config and
+        # environment of every run) and its per-parameter warnings about frozen weights
+        # would drown them. `--cfg-options log_level=INFO` brings them back.
+        merged = {'log_level': 'ERROR'}
+        merged.update(copy.deepcopy(self.options))
+        merged['randomness.seed'] = seed
+        data = data or self.data
+        if data:
+            merged.update({f'{split}_dataloader.dataset.data_root': data['root']
+                           for split in ('train', 'val', 'test')})
+        if pretrained:
+            merged['model.backbone.pretrained'] = pretrained
+        merged['model.tasks'] = {'_delete_': True, **{
+            name: copy.deepcopy(self.tasks[name]) for name in (tasks or self.tasks)}}
+        merged.update(copy.deepcopy(options or {}))  # a stage's own options come last
+        return merged
+
+    def common_config(self, seed: int, **shared) -> Config:
+        """The base config with everything the runs share: what each run is checked
+        against and diffed with."""
+        return load_config(self.base, self.shared_options(seed, **shared))
+
+    def run_config(self, adapter, seed: int, **shared) -> Config:
+        """The common config with ``adapter`` as its ``model.adapter`` (replaced, not
+        merged into the base's)."""
+        options = self.shared_options(seed, **shared)
+        options['model.adapter'] = _replacing(adapter)
+        return load_config(self.base, options)
+
+
+def load_suite(path: str, cfg_options: Optional[dict] = None) -> Suite:
+    """Read and check a suite file; ``cfg_options`` join the suite's shared ``options``.
+
+    Raises SuiteError with one line naming the offending key.
+    """
+    path = plugins.resolve_config(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'suite file not found: {path}')
+    raw = Config.fromfile(path).to_dict()
+    here = osp.dirname(osp.abspath(path))
+
+    def fail(key, message):
+        raise SuiteError(f'{path}: {key}: {message}')
+
+    unknown = sorted(k for k in raw if k not in SUITE_KEYS and not k.startswith('_'))
+    if unknown:
+        fail(unknown[0], f'unknown key (suite keys: {", ".join(SUITE_KEYS)}; helper '
+                         'variables start with "_")')
+    if not isinstance(raw.get('base'), str):
+        fail('base', 'required: the config every run derives from')
+    base = _config_path(raw['base'], here)
+    members = raw.get('members')
+    if not isinstance(members, dict) or not members:
+        fail('members', 'required: a non-empty dict of name -> config path or '
+                        'dict(config=..., adapter=...)')
+    for name in members:
+        if (not MEMBER_NAME.fullmatch(str(name)) or name == PRETRAIN
+                or name.startswith(SINGLE_TASK)):
+            fail(f'members.{name}', f'a member name is letters, digits and _.+- (and not '
+                                    f'{PRETRAIN!r} or {SINGLE_TASK}*): it names its work dir')
+    members = {name: _member(spec, f'members.{name}', here, fail)
+               for name, spec in members.items()}
+
+    seeds = raw.get('seeds', [0])
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        fail('seeds', f'a non-empty list of integers, got {seeds!r}')
+    data = _data(raw.get('data'), 'data', fail)
+    if not isinstance(raw.get('options', {}), dict):
+        fail('options', "a dict of config overrides, e.g. {'train_cfg.max_iters': 100}")
+    options = dict(raw.get('options') or {})
+    options.update(cfg_options or {})
+    pretrained, pretrain = raw.get('pretrained'), raw.get('pretrain')
+    if pretrained is not None and pretrain is not None:
+        fail('pretrain', 'give either `pretrained` (a file) or `pretrain` (a stage), not both')
+    if pretrained is not None and not isinstance(pretrained, str):
+        fail('pretrained', f'a checkpoint path, got {pretrained!r}')
+    if pretrain is not None:
+        if not isinstance(pretrain, dict) or set(pretrain) - {'data', 'options'}:
+            fail('pretrain', 'dict(data=dict(root=..., synthesize=...), options=dict(...))')
+        pretrain = dict(data=_data(pretrain.get('data'), 'pretrain.data', fail, required=True),
+                        options=dict(pretrain.get('options') or {}))
+
+    try:
+        base_tasks = load_config(base, options).model.get('tasks')
+    except Exception as err:
+        fail('base', f'{base} does not load: {_one_line(err)}')
+    if not base_tasks:
+        fail('base', f'{base} has no model.tasks')
+    if not isinstance(base_tasks, dict):
+        base_tasks = {name: {} for name in base_tasks}
+    wanted = raw.get('tasks') or list(base_tasks)
+    if not isinstance(wanted, (list, tuple)):
+        fail('tasks', f'a list of task names, got {wanted!r}')
+    for name in wanted:
+        if name not in base_tasks:
+            fail('tasks', f'{name!r} is not a task of {base} ({", ".join(base_tasks)})')
+    tasks = {name: dict(base_tasks[name] or {}) for name in wanted}
+
+    references = raw.get('references', SINGLE_TASK)
+    if isinstance(references, dict):
+        missing = [t for t in tasks if not isinstance(references.get(t), (int, float))]
+        if missing:
+            fail('references', f'no reference value for task {missing[0]!r}')
+        references = {t: float(references[t]) for t in tasks}
+    elif references != SINGLE_TASK:
+        fail('references', f"'{SINGLE_TASK}' or {{task: value}}, got {references!r}")
+    return Suite(path=path, name=osp.splitext(osp.basename(path))[0], base=base,
+                 members=members, tasks=tasks, seeds=list(seeds), data=data, options=options,
+                 references=references, pretrained=pretrained, pretrain=pretrain)
+
+
+def _config_path(path: str, here: str) -> str:
+    if '::' in path or osp.isabs(path):
+        return path
+    return osp.normpath(osp.join(here, path))
+
+
+def _member(spec, key, here, fail) -> dict:
+    if isinstance(spec, str):
+        spec = dict(config=spec)
+    if not isinstance(spec, dict):
+        fail(key, f'a config path or dict(config=..., adapter=...), got {spec!r}')
+    unknown = sorted(set(spec) - {'config', 'adapter'})
+    if unknown:
+        fail(key, f'unknown key {unknown[0]!r} (a member has config and/or adapter)')
+    config, adapter = spec.get('config'), spec.get('adapter')
+    if config is None and adapter is None:
+        fail(key, 'needs a config, an adapter, or both')
+    if config is not None and not isinstance(config, str):
+        fail(f'{key}.config', f'a config path, got {config!r}')
+    if adapter is not None and not (
+            isinstance(adapter, dict) or (isinstance(adapter, (list, tuple))
+                                          and all(isinstance(a, dict) for a in adapter))):
+        fail(f'{key}.adapter', f'a strategy dict or a list of them, got {adapter!r}')
+    if config is None and isinstance(adapter, dict) and 'type' not in adapter:
+        fail(f'{key}.adapter', 'needs a type (or a config to take the rest from)')
+    return dict(config=config and _config_path(config, here), adapter=adapter)
+
+
+def _data(data, key, fail, required=False) -> Optional[dict]:
+    if data is None and not required:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get('root'), str):
+        fail(key, "dict(root='path', synthesize=dict(...)) with a root folder")
+    unknown = sorted(set(data) - {'root', 'synthesize'})
+    if unknown:
+        fail(key, f'unknown key {unknown[0]!r} (root, synthesize)')
+    if data.get('synthesize') is not None and not isinstance(data['synthesize'], dict):
+        fail(f'{key}.synthesize', 'keyword arguments of synthesize(), as a dict')
+    return dict(root=data['root'], synthesize=data.get('synthesize'))
+
+
+def _replacing(adapter):
+    """``model.adapter`` as a merge_from_dict value that replaces, not merges into, the
+    base's adapter."""
+    adapter = copy.deepcopy(adapter)
+    if isinstance(adapter, dict):
+        return {'_delete_': True, **adapter}
+    return list(adapter)
+
+
+# --------------------------------------------------------- identical pipelines
+def plain(cfg: Config) -> dict:
+    """A config as JSON-comparable data (tuples become lists)."""
+    return json.loads(json.dumps(cfg.to_dict(), default=repr))
+
+
+def config_diff(a: Config, b: Config) -> List[str]:
+    """The dotted keys whose values differ between two configs (lists compared whole)."""
+    flat_a, flat_b = _flatten(plain(a)), _flatten(plain(b))
+    missing = object()
+    return sorted(k for k in flat_a.keys() | flat_b.keys()
+                  if flat_a.get(k, missing) != flat_b.get(k, missing))
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def outside_allowed(keys: Sequence[str], reference: bool = False) -> List[str]:
+    """The keys among ``keys`` that a run may not change: anything but ``model.adapter``,
+    and for a single-task reference also its task subset (every ``tasks`` entry)."""
+    return [k for k in keys if not (k.split('.')[:2] == ['model', 'adapter']
+                                    or (reference and 'tasks' in k.split('.')))]
+
+
+def check_identical(common: Config, cfg: Config, what: str,
+                    reference: bool = False) -> List[str]:
+    """The keys where ``cfg`` differs from the suite's common config; SuiteError naming
+    them when one is outside what a run may change (``outside_allowed``)."""
+    diff = config_diff(common, cfg)
+    outside = outside_allowed(diff, reference)
+    if outside:
+        raise SuiteError(f'{what} differs from the suite base outside model.adapter: '
+                         f'{", ".join(outside[:6])}')
+    return diff
+
+
+# ------------------------------------------------------------------ runs
+@dataclass
+class Run:
+    name: str  # a member name, 'single-task_<task>' or 'pretrain'
+    kind: str  # 'member', 'reference' or 'pretrain'
+    seed: int
+    order: int  # the position in the suite, for the report's row order
+    work_dir: str
+    cfg: Optional[Config] = None
+    error: Optional[str] = None  # a member whose config could not be derived
+    selected: bool = True  # False: not trained now (--only), only collected if finished
+    diff: List[str] = field(default_factory=list)  # keys that differ from the suite base
+
+    @property
+    def label(self) -> str:
+        return self.name if self.kind == PRETRAIN else f'{self.name} seed {self.seed}'
+
+
+def plan(suite: Suite, work_dir: str, seeds: Optional[Sequence[int]] = None,
+         only: Optional[Sequence[str]] = None) -> List[Run]:
+    """Every run of the suite in order: pretraining, then per seed the single-task
+    references and the members. ``only`` names the members (and 'single-task') to train
+    now; the others are only collected if they finished earlier."""
+    seeds = list(seeds if seeds is not None else suite.seeds)
+    names = list(suite.members) + ([SINGLE_TASK] if suite.references == SINGLE_TASK else [])
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise SuiteError(f'--only: no member {unknown[0]!r} in {suite.path} '
+                         f'(members: {", ".join(names)})')
+    runs = []
+    pretrained = suite.pretrained
+    if suite.pretrain:
+        pretrain_dir = osp.join(work_dir, PRETRAIN)
+        runs.append(Run(PRETRAIN, PRETRAIN, 0, -1, pretrain_dir, suite.run_config(
+            REFERENCE_ADAPTER, 0, data=suite.pretrain['data'],
+            options=suite.pretrain['options'])))
+        pretrained = osp.join(pretrain_dir, BACKBONE_FILE)
+
+    for seed in seeds:
+        common = suite.common_config(seed, pretrained=pretrained)
+        jobs = [(task, 'reference') for task in suite.tasks
+                if suite.references == SINGLE_TASK]
+        jobs += [(name, 'member') for name in suite.members]
+        for order, (key, kind) in enumerate(jobs):
+            reference = kind == 'reference'
+            name = f'{SINGLE_TASK}_{key}' if reference else key
+            run = Run(name, kind, seed, order, osp.join(work_dir, name, f'seed_{seed}'),
+                      selected=not only or (SINGLE_TASK if reference else key) in only)
+            try:
+                run.cfg = (suite.run_config(REFERENCE_ADAPTER, seed, tasks=[key],
+                                            pretrained=pretrained) if reference
+                           else _member_config(suite, common, key, seed, pretrained))
+                run.diff = check_identical(common, run.cfg, run.label, reference)
+            except Exception as err:  # one member's bad config must not stop the others
+                run.cfg, run.error = None, _one_line(err)
+            runs.append(run)
+    return runs
+
+
+def _member_config(suite: Suite, common: Config, name: str, seed: int,
+                   pretrained: Optional[str]) -> Config:
+    """A member's run config: the suite base with the member's adapter."""
+    spec = suite.members[name]
+    adapter = spec['adapter']
+    if spec['config']:
+        # The member's own config with everything the suite shares must equal the base but
+        # for its adapter, which is all a member contributes.
+        options = suite.shared_options(seed, pretrained=pretrained)
+        if adapter is not None:
+            options['model.adapter'] = copy.deepcopy(adapter)  # merged into the config's
+        source = load_config(spec['config'], options)
+        check_identical(common, source, f'member {name} ({spec["config"]})')
+        adapter = source.to_dict()['model']['adapter']
+    return suite.run_config(adapter, seed, pretrained=pretrained)
+
+
+# ------------------------------------------------------------------ running
+def run_compare(suite_path: str, work_dir: Optional[str] = None,
+                cfg_options: Optional[dict] = None, seeds: Optional[Sequence[int]] = None,
+                only: Optional[Sequence[str]] = None) -> dict:
+    """Train every run of a suite that has not finished yet, one after another, then write
+    the report to the work dir (default ``work_dirs/compare/<suite name>``) and print its
+    table. Returns the report (``compare_report.build_report``)."""
+    from .compare_report import format_table, write_report
+    suite = load_suite(suite_path, cfg_options)
+    work_dir = work_dir or osp.join('work_dirs', 'compare', suite.name)
+    prepare_data(suite.data, 'data')
+    if suite.pretrain:
+        prepare_data(suite.pretrain['data'], 'pretrain.data')
+    runs = plan(suite, work_dir, seeds, only)
+    records = []
+    for index, run in enumerate(runs, 1):
+        print(f'[{index}/{len(runs)}] {run.label}', flush=True)
+        record = execute(run, suite)
+        if run.kind == PRETRAIN:
+            if record['status'] != 'ok':
+                raise SuiteError(f'pretrain: failed, and every run starts from it: '
+                                 f'{record["error"]}')
+            export_backbone(final_checkpoint(run.cfg, run.work_dir),
+                            osp.join(run.work_dir, BACKBONE_FILE))
+        records.append(record)
+    report = write_report(records, work_dir)
+    print(f'\n{format_table(report)}\n\nreport: {work_dir}/results.md (and .json, .csv, '
+          f'pareto.png, tasks.png)', flush=True)
+    return report
+
+
+def report_from_dirs(dirs: Sequence[str], work_dir: Optional[str] = None) -> dict:
+    """Build the report from the ``run.json`` records under existing work dirs (several
+    machines' halves of a suite, say) into ``work_dir`` (default: the first dir)."""
+    from .compare_report import format_table, write_report
+    records, where = [], {}
+    for folder in dirs:
+        if not osp.isdir(folder):
+            raise FileNotFoundError(f'--from-dirs: no such folder: {folder}')
+        for path in sorted(glob.glob(osp.join(folder, '**', 'run.json'), recursive=True)):
+            record = read_json(path)
+            key = (record['name'], record['seed'])
+            if key in where:
+                raise SuiteError(f'--from-dirs: {record["name"]} seed {record["seed"]} is in '
+                                 f'both {where[key]} and {path}')
+            where[key] = path
+            records.append(record)
+    if not records:
+        raise FileNotFoundError(f'--from-dirs: no run.json under {", ".join(dirs)}')
+    work_dir = work_dir or dirs[0]
+    report = write_report(records, work_dir)
+    print(f'{format_table(report)}\n\nreport: {work_dir}/results.md', flush=True)
+    return report
+
+
+def prepare_data(data: Optional[dict], key: str) -> None:
+    """Write a suite's synthetic data set if its root does not exist yet."""
+    if not data or osp.isdir(data['root']):
+        return
+    if not data['synthesize']:
+        raise SuiteError(f'{key}.root: no data set at {data["root"]}')
+    from ..datasets.synthetic import synthesize
+    print(f'writing synthetic data to {data["root"]} ({data["synthesize"]}) ...', flush=True)
+    synthesize(data['root'], **data['synthesize'])
+
+
+def execute(run: Run, suite: Suite) -> dict:
+    """Train one run, resume it or reuse its finished result, and return its record
+    (also written to ``run.json``). A failure is recorded with its error, not raised."""
+    record = dict(suite=suite.name, base=suite.base, name=run.name, kind=run.kind,
+                  seed=run.seed, order=run.order, config_diff=run.diff,
+                  references=suite.references,
+                  tasks=list(run.cfg.model.tasks) if run.cfg else list(suite.tasks),
+                  adapter=run.cfg.to_dict()['model']['adapter'] if run.cfg else None)
+    path = osp.join(run.work_dir, 'run.json')
+
+    def failed(error: str, keep_dir: bool = False) -> dict:
+        print(f'    failed: {error}', flush=True)
+        record.update(status='failed', error=error)
+        if not keep_dir:
+            write_json(path, record)
+        return record
+
+    if run.error:
+        return failed(run.error)
+    try:
+        claim_work_dir(run)
+    except SuiteError as err:  # another experiment's work dir: leave it as it is
+        return failed(_one_line(err), keep_dir=True)
+    try:
+        state = run_state(run.cfg, run.work_dir)
+        if state == 'finished':
+            earlier = read_json(path)
+            if earlier and earlier.get('status') == 'ok':
+                print('    finished earlier: reused', flush=True)
+                return earlier
+        elif not run.selected:
+            print('    not run (not among --only)', flush=True)
+            return dict(record, status='not run')
+        else:
+            train(run, state)
+        record.update(status='ok', **measure_run(run))
+    except Exception as err:  # reported in the table; the suite goes on
+        return failed(_one_line(err))
+    print(f'    done: {_summary(record)}', flush=True)
+    write_json(path, record)
+    return record
+
+
+def claim_work_dir(run: Run) -> None:
+    """Write the run's config to its work dir, or refuse a work dir that holds a run of a
+    different config (resuming or reusing it would mix two experiments)."""
+    path = osp.join(run.work_dir, 'config.py')
+    if not osp.isfile(path):
+        os.makedirs(run.work_dir, exist_ok=True)
+        write_text(path, run.cfg.pretty_text)
+        return
+    # log_level only changes what is printed
+    changed = [k for k in config_diff(Config.fromfile(path), run.cfg) if k != 'log_level']
+    if changed:
+        raise SuiteError(f'{run.work_dir} holds a run of another config (differs in '
+                         f'{", ".join(changed[:4])}): delete it or use another --work-dir')
+
+
+def final_checkpoint(cfg: Config, work_dir: str) -> str:
+    """The checkpoint CheckpointHook's ``save_last`` writes at the end of training."""
+    train_cfg = cfg.train_cfg
+    if 'max_iters' in train_cfg:
+        return osp.join(work_dir, f'iter_{train_cfg.max_iters}.pth')
+    return osp.join(work_dir, f'epoch_{train_cfg.max_epochs}.pth')
+
+
+def run_state(cfg: Config, work_dir: str) -> str:
+    """'finished' (final checkpoint and its validation metrics), 'validate' (killed during
+    the final validation), 'resume' (a checkpoint to go on from) or 'new'."""
+    if osp.isfile(final_checkpoint(cfg, work_dir)):
+        metrics = read_json(osp.join(work_dir, 'metrics.json')) or {}
+        unit = 'iter' if 'max_iters' in cfg.train_cfg else 'epoch'
+        last = cfg.train_cfg.get(f'max_{unit}s')
+        done = metrics.get('split') == 'val' and metrics.get(unit) == last
+        return 'finished' if done else 'validate'
+    return 'resume' if osp.isfile(osp.join(work_dir, 'last_checkpoint')) else 'new'
+
+
+def train(run: Run, state: str) -> None:
+    """Train ``run`` in this process with mmengine's Runner (``state`` from run_state)."""
+    from mmengine.runner import Runner
+    cfg = copy.deepcopy(run.cfg)
+    cfg.work_dir = run.work_dir
+    # mmengine keys its logger, message hub and visualizer by experiment name: one per run.
+    cfg.experiment_name = f'{run.name}-seed{run.seed}-{uuid.uuid4().hex[:8]}'
+    if state == 'validate':
+        print('    final validation (interrupted before)', flush=True)
+        cfg.resume, cfg.load_from = True, final_checkpoint(cfg, run.work_dir)
+        Runner.from_cfg(cfg).val()
+        return
+    cfg.resume = state == 'resume'
+    if cfg.resume:
+        with open(osp.join(run.work_dir, 'last_checkpoint')) as f:
+            print(f'    resuming from {osp.basename(f.read().strip())}', flush=True)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(RunMonitorHook())
+    runner.train()
+
+
+def measure_run(run: Run) -> dict:
+    """What the report needs of a finished run: parameter counts, metrics, training
+    figures (from the final checkpoint) and, for a member or reference, inference latency
+    (batch 1, merged where every strategy can merge)."""
+    from ..compat import load_checkpoint_file
+    from ..config import build_model
+    from ..models.parameters import count_parameters
+    from .bench import bench
+    model = build_model(run.cfg)  # counting and mergeability need no weights
+    params = count_parameters(model)
+    metrics = read_json(osp.join(run.work_dir, 'metrics.json'))['metrics']
+    primary = {name: dict(metric=task.primary_metric,
+                          higher_is_better=task.metrics[task.primary_metric],
+                          value=metrics[f'{name}/{task.primary_metric}'])
+               for name, task in model.tasks.items()}
+    meta = load_checkpoint_file(final_checkpoint(run.cfg, run.work_dir), 'cpu').get('meta', {})
+    figures = dict(params=params, full_params=params['total'] - params['backbone_adapter'],
+                   metrics=metrics, primary=primary, train=meta.get(STATS_KEY))
+    if run.kind != PRETRAIN:
+        mergeable = all(strategy.mergeable for strategy in model.adapters)
+        speed = bench(osp.join(run.work_dir, 'config.py'), mode='infer', batch=1,
+                      iters=LATENCY_ITERS, warmup=2, merged=mergeable)
+        figures['inference'] = dict(latency_ms=round(speed['step_s'] * 1000, 2),
+                                    merged=mergeable, batch=1, img=speed['img'],
+                                    device=speed['device'], threads=speed['threads'])
+    return figures
+
+
+LATENCY_ITERS = 10  # median of 10 forward passes at batch 1
+
+
+def export_backbone(checkpoint: str, out: str) -> None:
+    """Write the backbone of a Runner checkpoint as a safetensors file in timm's key
+    layout (what ``SwinBackbone(pretrained=...)`` loads), unless it exists."""
+    if osp.isfile(out):
+        return
+    from safetensors.torch import save_file
+
+    from ..compat import load_checkpoint_file
+    state = load_checkpoint_file(checkpoint, 'cpu')['state_dict']
+    backbone = {k[len('backbone.'):]: v.contiguous() for k, v in state.items()
+                if k.startswith('backbone.')}
+    tmp = f'{out}.tmp'
+    save_file(backbone, tmp)
+    os.replace(tmp, out)
+
+
+class RunMonitorHook(Hook):
+    """Training wall time (validation excluded), images seen and peak memory of a run,
+    carried in its checkpoints' meta so that a resumed run adds up; and a progress line
+    at every fifth of the run."""
+
+    def __init__(self, lines: int = 5):
+        self.lines = lines
+        self.stats = dict(time_s=0.0, images=0, iters=0, peak_memory_mb=0.0)
+        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        self._last = None  # end of the previous iteration (or of a validation)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self.stats.update(checkpoint.get('meta', {}).get(STATS_KEY) or {})
+
+    def before_train(self, runner):
+        from .bench import _reset_peak_memory
+        _reset_peak_memory(self.device)
+        self._start = (time.perf_counter(), runner.iter)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if self._last is None:
+            self._last = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        from mmengine.dist import get_world_size
+        now = time.perf_counter()
+        self.stats['time_s'] += now - self._last
+        self._last = now
+        self.stats['images'] += len(data_batch['inputs']) * get_world_size()
+        self.stats['iters'] += 1
+        step = max(1, runner.max_iters // self.lines)
+        if runner.iter + 1 == runner.max_iters or (runner.iter + 1) % step == 0:
+            start, first = self._start
+            per_iter = (now - start) / (runner.iter + 1 - first)
+            left = per_iter * (runner.max_iters - runner.iter - 1)
+            loss = float(outputs['loss'].detach()) if 'loss' in (outputs or {}) else float('nan')
+            print(f'    iter {runner.iter + 1}/{runner.max_iters}  loss {loss:.3f}  '
+                  f'{per_iter:.2f} s/iter  eta {_duration(left)}', flush=True)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._last = time.perf_counter()  # validation is not training time
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        from .bench import _peak_memory
+        peak = _peak_memory(self.device)[0] / 2**20
+        self.stats['peak_memory_mb'] = round(max(self.stats['peak_memory_mb'], peak), 1)
+        checkpoint.setdefault('meta', {})[STATS_KEY] = dict(self.stats)
+
+
+# ------------------------------------------------------------------ helpers
+def _summary(record: dict) -> str:
+    parts = [f'{t} {p["metric"]} {p["value"]:.2f}' for t, p in record['primary'].items()]
+    if record.get('train'):
+        parts.append(f'{_duration(record["train"]["time_s"])} training')
+    return ', '.join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f'{minutes}:{seconds:02d}'
+
+
+def _one_line(err: BaseException) -> str:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    lines = str(message).strip().splitlines() or ['']
+    return f'{type(err).__name__}: {lines[0]}'
+
+
+def read_json(path: str) -> Optional[dict]:
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a file atomically: a reader sees the old file or the whole new one."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, data) -> None:
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    write_text(path, json.dumps(data, indent=2) + '\n')

@@ -1,0 +1,396 @@
+"""The report of ``adapterkit compare``: one row per method, aggregated over seeds.
+
+Built from the runs' ``run.json`` records (``compare.execute``) and written atomically to
+the work dir: ``results.json`` (everything, the runs included), ``results.csv`` (one row per
+method), ``results.md`` (the table, the references, the config diff), ``pareto.png``
+(trainable parameters, log axis, vs Δm; the Pareto front marked) and ``tasks.png`` (every
+task's primary metric per method).
+
+Per method and seed: every task's primary metric, Δm against the references (the mean over
+seeds of the single-task runs, or the suite's fixed values), trainable parameters (and as a
+% of full fine-tuning of the multi-task model), training wall time, throughput and peak
+memory, and inference latency. Over seeds: mean and sample standard deviation (none for a
+single seed). The single-task references form one row: the T models together (parameters,
+time and latency summed; each task's metric from its own model).
+"""
+import csv
+import io
+import os
+import os.path as osp
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+from ..evaluation import delta_m
+from .compare import PRETRAIN, SINGLE_TASK, write_json, write_text
+
+REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
+
+
+def mean_std(values: Sequence[float]) -> dict:
+    """``{'mean', 'std', 'n'}`` of the values; std is the sample standard deviation, None
+    for fewer than two values; mean is None for none."""
+    values = [v for v in values if v is not None]
+    return dict(mean=statistics.mean(values) if values else None,
+                std=statistics.stdev(values) if len(values) > 1 else None, n=len(values))
+
+
+def pareto_front(points: Sequence[tuple]) -> List[int]:
+    """Indices of the (params, Δm) points no other point beats: none has at most as many
+    parameters and at least the same Δm, with one of the two strictly better."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in points)]
+
+
+# ------------------------------------------------------------------ aggregation
+def build_report(records: Sequence[dict]) -> dict:
+    """Aggregate run records (any order, any seeds) into the report dict."""
+    runs = [r for r in records if r['kind'] != PRETRAIN]
+    if not runs:
+        raise ValueError('compare: no runs to report')
+    ok = [r for r in runs if r['status'] == 'ok']
+    members = [r for r in runs if r['kind'] == 'member']
+    tasks = list((members or runs)[0]['tasks'])
+    if any(r['kind'] == 'reference' for r in runs):
+        tasks = list(dict.fromkeys(tasks + [t for r in runs if r['kind'] == 'reference'
+                                            for t in r['tasks']]))
+    info = {}  # task -> primary metric and its direction
+    for record in ok:
+        for task, primary in record['primary'].items():
+            info.setdefault(task, dict(metric=primary['metric'],
+                                       higher_is_better=primary['higher_is_better']))
+    references = _references(runs, tasks, info)
+    full = next((r['full_params'] for r in ok if r['kind'] == 'member'), None)
+
+    rows = []
+    reference_runs = [r for r in runs if r['kind'] == 'reference']
+    if reference_runs:
+        rows.append(_reference_row(reference_runs, tasks, references, info, full))
+    order = sorted({(r['order'], r['name']) for r in members})
+    for _, name in order:
+        rows.append(_member_row([r for r in members if r['name'] == name], tasks,
+                                references, info, full))
+    suite = runs[0]
+    return dict(suite=suite['suite'], base=suite['base'], tasks=tasks,
+                seeds=sorted({r['seed'] for r in runs}), references=references,
+                full_params=full, methods=rows,
+                pretrain=next((r for r in records if r['kind'] == PRETRAIN), None),
+                runs=sorted(records, key=lambda r: (r['seed'], r['order'])))
+
+
+def _references(runs, tasks, info) -> Dict[str, dict]:
+    """{task: value, metric, direction, source} for the tasks that have a reference."""
+    fixed = [r['references'] for r in runs if isinstance(r.get('references'), dict)]
+    references = {}
+    for task in tasks:
+        if fixed:
+            value, source = fixed[0].get(task), 'suite'
+        else:
+            values = [r['primary'][task]['value'] for r in runs
+                      if r['kind'] == 'reference' and r['status'] == 'ok' and r['tasks'] == [task]]
+            value = statistics.mean(values) if values else None
+            source = (f'single-task runs, mean over {len(values)} seed'
+                      + ('s' if len(values) != 1 else ''))
+        if value and task in info:  # Δm divides by the reference: 0 cannot serve
+            references[task] = dict(value=value, source=source, **info[task])
+    return references
+
+
+def _delta_m(metrics: dict, references: dict) -> Optional[float]:
+    if not metrics or any(t not in references for t in metrics):
+        return None
+    return delta_m(metrics, {t: references[t]['value'] for t in metrics},
+                   {t: references[t]['higher_is_better'] for t in metrics})
+
+
+def _sample(record: dict, references: dict) -> dict:
+    """The figures of one successful member run."""
+    metrics = {t: p['value'] for t, p in record['primary'].items()}
+    train = record.get('train') or {}
+    return dict(metrics=metrics, delta_m=_delta_m(metrics, references),
+                trainable=record['params']['trainable'],
+                train_time_s=train.get('time_s'),
+                train_images_per_s=_rate(train.get('images'), train.get('time_s')),
+                peak_memory_mb=train.get('peak_memory_mb'),
+                latency_ms=record['inference']['latency_ms'],
+                merged=record['inference']['merged'])
+
+
+def _rate(images, seconds):
+    return images / seconds if images and seconds else None
+
+
+def _member_row(records, tasks, references, info, full) -> dict:
+    samples = {r['seed']: _sample(r, references) for r in records if r['status'] == 'ok'}
+    first = records[0]
+    return _row(first['name'], 'member', samples, records, tasks, info, full,
+                adapter=first['adapter'], trained_tasks=first['tasks'])
+
+
+def _reference_row(records, tasks, references, info, full) -> dict:
+    """The single-task models of each seed together, as one method."""
+    samples = {}
+    for seed in sorted({r['seed'] for r in records}):
+        runs = {r['tasks'][0]: r for r in records if r['seed'] == seed}
+        if any(runs.get(t, {}).get('status') != 'ok' for t in tasks):
+            continue
+        trains = [runs[t].get('train') or {} for t in tasks]
+        time_s = sum(t.get('time_s') or 0 for t in trains) or None
+        metrics = {t: runs[t]['primary'][t]['value'] for t in tasks}
+        samples[seed] = dict(
+            metrics=metrics, delta_m=_delta_m(metrics, references),
+            trainable=sum(runs[t]['params']['trainable'] for t in tasks),
+            train_time_s=time_s,
+            train_images_per_s=_rate(sum(t.get('images') or 0 for t in trains), time_s),
+            peak_memory_mb=max((t.get('peak_memory_mb') or 0 for t in trains), default=None),
+            latency_ms=sum(runs[t]['inference']['latency_ms'] for t in tasks),
+            merged=all(runs[t]['inference']['merged'] for t in tasks))
+    name = f'{SINGLE_TASK} ({len(tasks)} models)'
+    return _row(name, 'reference', samples, records, tasks, info, full,
+                adapter=records[0]['adapter'], trained_tasks=['one per model'])
+
+
+def _row(name, kind, samples, records, tasks, info, full, adapter, trained_tasks) -> dict:
+    notes = [f'{r["name"] + " " if kind == "reference" else ""}seed {r["seed"]}: '
+             f'{r.get("error") or r["status"]}' for r in records if r['status'] != 'ok']
+    values = list(samples.values())
+    trainable = values[0]['trainable'] if values else None
+    return dict(
+        method=name, kind=kind, seeds=sorted(samples), notes=notes, adapter=adapter,
+        trained_tasks=trained_tasks,
+        config_diff=sorted({k for r in records for k in r.get('config_diff', [])}),
+        trainable=trainable,
+        trainable_percent_of_full=(100.0 * trainable / full if trainable and full else None),
+        metrics={t: dict(info.get(t, {}), **mean_std([v['metrics'].get(t) for v in values]))
+                 for t in tasks},
+        **{key: mean_std([v[key] for v in values])
+           for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
+                       'latency_ms')},
+        latency_merged=all(v['merged'] for v in values) if values else None)
+
+
+# ------------------------------------------------------------------ files
+def write_report(records: Sequence[dict], out_dir: str) -> dict:
+    """Build the report and write its five files to ``out_dir`` (each atomically)."""
+    report = build_report(records)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(osp.join(out_dir, 'results.json'), report)
+    write_text(osp.join(out_dir, 'results.csv'), to_csv(report))
+    write_text(osp.join(out_dir, 'results.md'), to_markdown(report))
+    _save(pareto_figure(report), osp.join(out_dir, 'pareto.png'))
+    _save(tasks_figure(report), osp.join(out_dir, 'tasks.png'))
+    return report
+
+
+def to_csv(report: dict) -> str:
+    columns = ['method', 'kind', 'seeds', 'trainable', 'trainable_percent_of_full']
+    for task in report['tasks']:
+        metric = report['methods'][0]['metrics'][task].get('metric', 'primary')
+        columns += [f'{task}/{metric}', f'{task}/{metric}_std']
+    for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
+                'latency_ms'):
+        columns += [key, f'{key}_std']
+    columns += ['latency_merged', 'notes']
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(columns)
+    for row in report['methods']:
+        cells = [row['method'], row['kind'], ' '.join(map(str, row['seeds'])),
+                 row['trainable'], _round(row['trainable_percent_of_full'])]
+        for task in report['tasks']:
+            cells += [_round(row['metrics'][task]['mean']), _round(row['metrics'][task]['std'])]
+        for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
+                    'latency_ms'):
+            cells += [_round(row[key]['mean']), _round(row[key]['std'])]
+        cells += [row['latency_merged'], '; '.join(row['notes'])]
+        writer.writerow(['' if c is None else c for c in cells])
+    return out.getvalue()
+
+
+def _round(value, digits=4):
+    return None if value is None else round(value, digits)
+
+
+def format_table(report: dict) -> str:
+    """The methods table, as aligned Markdown (readable printed and rendered)."""
+    head = ['method', 'trainable', '% of full']
+    for task in report['tasks']:
+        first = report['methods'][0]['metrics'][task]
+        arrow = '' if 'higher_is_better' not in first else (
+            ' ↑' if first['higher_is_better'] else ' ↓')
+        head.append(f'{task} {first.get("metric", "")}{arrow}')
+    head += ['Δm % ↑', 'train time', 'train img/s', 'peak MB', 'latency ms', 'note']
+    lines = []
+    for row in report['methods']:
+        latency = _number(row['latency_ms'], 2, spread=False)
+        if row['latency_merged'] is False and row['seeds']:
+            latency += '*'
+        lines.append([
+            row['method'], _count(row['trainable']),
+            _percent(row['trainable_percent_of_full']),
+            *[_number(row['metrics'][t]) for t in report['tasks']],
+            _number(row['delta_m'], signed=True),
+            _time(row['train_time_s']['mean']),
+            _number(row['train_images_per_s'], 1, spread=False),
+            _number(row['peak_memory_mb'], 0, spread=False), latency,
+            '; '.join(_short(note) for note in row['notes'])])
+    widths = [max(len(str(x)) for x in column) for column in zip(head, *lines)]
+
+    def line(cells):
+        return '| ' + ' | '.join(str(c).ljust(w) for c, w in zip(cells, widths)) + ' |'
+    rule = '|' + '|'.join('-' * (w + 2) for w in widths) + '|'
+    return '\n'.join([line(head), rule] + [line(cells) for cells in lines])
+
+
+def _short(note: str, limit: int = 100) -> str:
+    """A note's first sentence, at most ``limit`` characters (results.json has it all)."""
+    note = note.split('. ')[0]
+    return note if len(note) <= limit else note[:limit - 1] + '…'
+
+
+def _number(value, digits=2, signed=False, spread=True) -> str:
+    """'12.34 ± 0.56' from a mean_std dict (or a plain number); '—' when missing."""
+    mean = value['mean'] if isinstance(value, dict) else value
+    if mean is None:
+        return '—'
+    text = f'{mean:+.{digits}f}' if signed else f'{mean:.{digits}f}'
+    std = value.get('std') if isinstance(value, dict) and spread else None
+    return f'{text} ± {std:.{digits}f}' if std is not None else text
+
+
+def _percent(value) -> str:
+    return '—' if value is None else f'{value:.1f}%'
+
+
+def _count(n) -> str:
+    if n is None:
+        return '—'
+    for unit, size in (('M', 1e6), ('K', 1e3)):
+        if n >= size:
+            return f'{n / size:.2f}{unit}'
+    return str(n)
+
+
+def _time(seconds) -> str:
+    if seconds is None:
+        return '—'
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f'{minutes}:{seconds:02d}'
+
+
+def to_markdown(report: dict) -> str:
+    seeds = report['seeds']
+    spread = (f'mean ± sample std over {len(seeds)} seeds ({", ".join(map(str, seeds))})'
+              if len(seeds) > 1 else f'one seed ({seeds[0]})')
+    parts = [f'# Comparison: {report["suite"]}', '',
+             f'Every run is `{report["base"]}` with the suite\'s shared settings and its own '
+             f'`model.adapter` (see the config diff below); {spread}. Metrics are the '
+             'final validation of each run; Δm is against the references below.', '',
+             format_table(report), '',
+             '`trainable`: trainable parameters (heads included); `% of full`: of the '
+             f'multi-task model\'s full fine-tuning ({_count(report["full_params"])}). '
+             '`train time`: wall time of the training iterations (data loading and '
+             'checkpoints included, validation not); `peak MB`: peak memory while training '
+             '(CUDA: allocated tensors; CPU: the process\'s peak resident set, which '
+             'includes the runtime); `latency ms`: median forward pass at batch 1 with '
+             'the adapters merged into the weights (* : the strategy cannot merge).', '']
+    parts += ['## References', '', '| task | metric | value | source |', '|---|---|---|---|']
+    for task, ref in report['references'].items():
+        arrow = 'higher' if ref['higher_is_better'] else 'lower'
+        parts.append(f'| {task} | {ref["metric"]} ({arrow} is better) | {ref["value"]:.2f} '
+                     f'| {ref["source"]} |')
+    missing = [t for t in report['tasks'] if t not in report['references']]
+    if missing:
+        parts.append(f'\nNo reference (or one of 0) for {", ".join(missing)}: Δm is not '
+                     'computed.')
+    parts += ['', '## Config diff', '',
+              'What each method changes in the common config. Checked for every run: no '
+              'other key differs (a single-task reference also keeps only its task).', '',
+              '| method | model.adapter | tasks |', '|---|---|---|']
+    for row in report['methods']:
+        adapter = adapter_text(row['adapter']).replace('|', '\\|')  # not a cell border
+        parts.append(f'| {row["method"]} | `{adapter}` | '
+                     f'{", ".join(row["trained_tasks"])} |')
+    pretrain = report.get('pretrain')
+    if pretrain:
+        train = pretrain.get('train') or {}
+        parts += ['', '## Pretraining', '',
+                  f'Every run starts from the backbone of a pretraining run (full fine-tuning '
+                  f'on other data, {train.get("iters", "?")} iterations, '
+                  f'{_time(train.get("time_s"))}): `pretrain/backbone.safetensors`.']
+    parts += ['', '![Δm vs trainable parameters](pareto.png)', '',
+              '![per-task metrics](tasks.png)', '']
+    return '\n'.join(parts)
+
+
+def adapter_text(adapter) -> str:
+    """``LoRA(rank=8, targets='...')`` for a strategy dict; ' + ' joins a list."""
+    if adapter is None:
+        return '—'
+    if isinstance(adapter, (list, tuple)):
+        return ' + '.join(adapter_text(a) for a in adapter)
+    options = ', '.join(f'{k}={v!r}' for k, v in adapter.items() if k != 'type')
+    return f'{adapter.get("type", "?")}({options})'
+
+
+# ------------------------------------------------------------------ figures
+def pareto_figure(report: dict):
+    from matplotlib.figure import Figure
+    rows = [r for r in report['methods']
+            if r['delta_m']['mean'] is not None and r['trainable']]
+    fig = Figure(figsize=(7.5, 4.8), layout='constrained')
+    ax = fig.subplots()
+    if not rows:
+        ax.text(0.5, 0.5, 'no Δm: no references for these tasks', ha='center',
+                transform=ax.transAxes)
+        return fig
+    points = [(r['trainable'], r['delta_m']['mean']) for r in rows]
+    front = pareto_front(points)
+    for i, (row, (x, y)) in enumerate(zip(rows, points)):
+        color = 'C3' if i in front else 'C0'
+        ax.errorbar(x, y, yerr=row['delta_m']['std'], fmt='o', color=color, capsize=3)
+        ax.annotate(row['method'], (x, y), textcoords='offset points', xytext=(5, 4),
+                    fontsize=8)
+    line = sorted(points[i] for i in front)
+    ax.plot([p[0] for p in line], [p[1] for p in line], '--', color='C3',
+            label='Pareto front')
+    ax.axhline(0.0, color='grey', lw=0.8)
+    ax.set_xscale('log')
+    ax.set_xlabel('trainable parameters (log scale)')
+    ax.set_ylabel('Δm (%) vs the references')
+    ax.set_title(f'{report["suite"]}: Δm vs trainable parameters')
+    ax.legend(loc='best', fontsize=8)
+    return fig
+
+
+def tasks_figure(report: dict):
+    from matplotlib.figure import Figure
+    rows = [r for r in report['methods'] if r['seeds']]
+    tasks = report['tasks']
+    fig = Figure(figsize=(4.2 * len(tasks), 1.0 + 0.35 * max(len(rows), 1)),
+                 layout='constrained')
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks):
+        stats = [r['metrics'][task] for r in rows]
+        # dots, not bars: the differences between methods are small next to the values
+        for y, (row, stat) in enumerate(zip(rows, stats)):
+            ax.errorbar(stat['mean'], y, xerr=stat['std'], fmt='o', capsize=3,
+                        color='C7' if row['kind'] == 'reference' else 'C0')
+        ax.grid(axis='x', alpha=0.3)
+        ax.set_yticks(range(len(rows)), [r['method'] for r in rows] if ax is axes[0]
+                      else [''] * len(rows), fontsize=8)
+        ax.invert_yaxis()
+        reference = report['references'].get(task)
+        if reference:
+            ax.axvline(reference['value'], color='C3', ls='--', lw=1)
+        first = stats[0] if stats else {}
+        better = 'higher' if first.get('higher_is_better', True) else 'lower'
+        ax.set_title(f'{task} {first.get("metric", "")} ({better} is better)', fontsize=9)
+    fig.suptitle(f'{report["suite"]}: primary metric per method (dashed: the reference; '
+                 'bars: std over seeds)', fontsize=10)
+    return fig
+
+
+def _save(fig, path: str) -> None:
+    tmp = f'{path}.tmp'
+    fig.savefig(tmp, format='png', dpi=110)
+    os.replace(tmp, path)

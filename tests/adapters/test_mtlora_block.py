@@ -1,0 +1,207 @@
+"""MTLoRA's last block against the reference algebra (MTLORA.md), written out directly here:
+plain per-task loops, explicit low-rank terms, window attention from timm's partition
+functions. Dropout off, drop path 0, every B (and the addition norms) non-zero."""
+import adapterkit  # noqa: F401  (installs the compat shims first)
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import init_default_scope
+from timm.models.swin_transformer import window_partition, window_reverse
+
+from adapterkit.adapters import MTLoRABlock
+from adapterkit.registry import MODELS
+
+TASKS = ['semseg', 'human_parts', 'normals']
+TASK_RANK = dict(semseg=2, human_parts=5, normals=3)  # unequal ranks: per-task ranks
+TASK_SCALE = dict(semseg=1.5, human_parts=0.5, normals=2.0)
+SCALE = 3.0
+MINI_SWIN = dict(type='SwinBackbone', img_size=64, embed_dim=16, depths=(2, 2, 2, 2),
+                 num_heads=(1, 2, 2, 4), window_size=4, drop_path_rate=0.0)
+
+
+def mini_model(shared_mode, tasks=TASKS, **options):
+    init_default_scope('adapterkit')
+    torch.manual_seed(0)
+    adapter = dict(type='MTLoRA', rank=4, task_rank=TASK_RANK, scale=SCALE,
+                   task_scale=TASK_SCALE, dropout=0.0, shared_mode=shared_mode)
+    adapter.update(options)
+    model = MODELS.build(dict(type='MultiTaskModel', tasks=list(tasks), adapter=adapter,
+                              backbone=MINI_SWIN, head=dict(type='HRNetHead')))
+    with torch.no_grad():  # make every delta count: B starts at zero, the norm at identity
+        for name, param in model.backbone.named_parameters():
+            if '_B' in name or 'lora_norm' in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    return model.eval()
+
+
+# ---------------------------------------------------------------- the reference, directly
+def linear(layer, x):
+    return x @ layer.weight.T + (layer.bias if layer.bias is not None else 0)
+
+
+def low_rank(a, b, scale, x):
+    return scale * (x @ a.T) @ b.T
+
+
+def shared_delta(layer, x):
+    return low_rank(layer.lora_shared_A, layer.lora_shared_B, SCALE, x)
+
+
+def task_delta(layer, task, x):
+    return low_rank(layer.lora_tasks_A[task], layer.lora_tasks_B[task], TASK_SCALE[task], x)
+
+
+def mtlora_layer(layer, mode, x, x_tasks=None):
+    """(shared output, {task: task output}) of one adapted layer, per MTLORA.md."""
+    frozen = linear(layer, x)
+    inputs = {t: x if x_tasks is None else x_tasks[t] for t in TASKS}
+    if mode == 'addition':
+        outs = {t: frozen + task_delta(layer, t, inputs[t]) for t in TASKS}
+        total = sum(outs.values())
+        return frozen + F.layer_norm(total, total.shape[-1:], layer.lora_norm.weight,
+                                     layer.lora_norm.bias), outs
+    shared = frozen + shared_delta(layer, x)
+    base = frozen if mode == 'matrix' else shared  # matrixv2 adds the shared delta too
+    return shared, {t: base + task_delta(layer, t, inputs[t]) for t in TASKS}
+
+
+def window_attention_before_proj(block, x):
+    """o: shifted-window multi-head attention of the TA-adapted fused qkv, in (B, H, W, C)."""
+    attn = block.attn
+    batch, height, width, channels = x.shape
+    shift, window = block.shift_size, block.window_size
+    if any(shift):
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    windows = window_partition(x, window).reshape(-1, window[0] * window[1], channels)
+    qkv = linear(attn.qkv, windows) + shared_delta(attn.qkv, windows)
+    tokens, heads = windows.shape[1], attn.num_heads
+    q, k, v = qkv.reshape(-1, tokens, 3, heads, channels // heads).permute(2, 0, 3, 1, 4)
+    logits = (q * attn.scale) @ k.transpose(-2, -1)
+    bias = attn.relative_position_bias_table[attn.relative_position_index.reshape(-1)]
+    logits = logits + bias.reshape(tokens, tokens, heads).permute(2, 0, 1)
+    if block.attn_mask is not None:
+        count = block.attn_mask.shape[0]
+        logits = (logits.reshape(-1, count, heads, tokens, tokens)
+                  + block.attn_mask[None, :, None]).reshape(-1, heads, tokens, tokens)
+    out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(-1, *window, channels)
+    out = window_reverse(out, window, height, width)
+    if any(shift):
+        out = torch.roll(out, shifts=shift, dims=(1, 2))
+    return out
+
+
+def reference_block(block, mode, z):
+    """[out, out_task_1, ...] of a last block, per "The last block of each stage"."""
+    o = window_attention_before_proj(block, block.norm1(z))
+    proj, proj_t = mtlora_layer(block.attn.proj, mode, o)
+    a = z + proj
+    a_t = {t: z + proj_t[t] for t in TASKS}
+    norm = block.norm2
+    fc1, fc1_t = mtlora_layer(block.mlp.fc1, mode, norm(a), {t: norm(a_t[t]) for t in TASKS})
+    h, h_t = F.gelu(fc1), {t: F.gelu(fc1_t[t]) for t in TASKS}
+    y, y_t = mtlora_layer(block.mlp.fc2, mode, h, h_t)
+    return [a + y] + [a_t[t] + y_t[t] for t in TASKS]
+
+
+# ---------------------------------------------------------------- tests
+@pytest.mark.parametrize('mode', ['matrix', 'matrixv2', 'addition'])
+@pytest.mark.parametrize('stage', [0, 2])  # stage 0: shifted windows; stage 2: one window
+def test_last_block_matches_the_reference_algebra(mode, stage):
+    model = mini_model(mode)
+    block = model.backbone.layers[stage].blocks[-1]
+    assert isinstance(block, MTLoRABlock)
+    assert any(block.shift_size) == (stage == 0)
+    resolution = 16 // 2 ** stage
+    z = torch.randn(2, resolution, resolution, block.dim)
+    with torch.no_grad():
+        streams = block(z)
+        expected = reference_block(block, mode, z)
+    assert streams.shape == (2 * (1 + len(TASKS)), resolution, resolution, block.dim)
+    for got, want in zip(streams.chunk(1 + len(TASKS)), expected):
+        assert (got - want).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize('mode', ['matrix', 'matrixv2', 'addition'])
+def test_last_block_gradients_match_the_reference_algebra(mode):
+    block = mini_model(mode).backbone.layers[0].blocks[-1]
+    z = torch.randn(2, 16, 16, block.dim, requires_grad=True)
+    weights = torch.randn(1 + len(TASKS), 2, 16, 16, block.dim)  # a loss touching every stream
+    params = [p for n, p in block.named_parameters() if 'lora_' in n]
+
+    def gradients(outputs):
+        loss = sum((w * out).sum() for w, out in zip(weights, outputs))
+        return torch.autograd.grad(loss, [z] + params)
+
+    got = gradients(block(z).chunk(1 + len(TASKS)))
+    want = gradients(reference_block(block, mode, z))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_lora_only_keeps_timm_blocks_with_shared_lora_only():
+    model = mini_model('lora_only')
+    block = model.backbone.layers[0].blocks[-1]
+    assert not isinstance(block, MTLoRABlock) and model.backbone.stream_tasks is None
+    assert not any('lora_tasks' in n for n, _ in model.backbone.named_parameters())
+    z = torch.randn(2, 16, 16, block.dim)
+    with torch.no_grad():
+        o = window_attention_before_proj(block, block.norm1(z))
+        a = z + linear(block.attn.proj, o) + shared_delta(block.attn.proj, o)
+        fc1 = block.mlp.fc1
+        h = F.gelu(linear(fc1, block.norm2(a)) + shared_delta(fc1, block.norm2(a)))
+        want = a + linear(block.mlp.fc2, h) + shared_delta(block.mlp.fc2, h)
+        assert (block(z) - want).abs().max() < 1e-5
+        pyramids = model.backbone(torch.randn(1, 3, 64, 64), TASKS)
+    assert all(pyramids[t] is pyramids[TASKS[0]] for t in TASKS)  # the shared pyramid
+
+
+def test_each_task_gets_its_own_pyramid_from_its_stream():
+    model = mini_model('matrix')
+    backbone = model.backbone
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pyramids = backbone(x, TASKS)
+        shared = backbone.forward_features(x)
+        # by hand: split each stage's last output by stream; every stream goes through the
+        # merge after the stage, the next stage continues from the shared stream only
+        feats, expected = backbone.patch_embed(x), []
+        for i, stage in enumerate(backbone.layers):
+            streams = stage.blocks(stage.downsample(feats)).chunk(1 + len(TASKS))
+            merge = backbone.layers[i + 1].downsample if i < 3 else torch.nn.Identity()
+            expected.append([merge(s).permute(0, 3, 1, 2) for s in streams])
+            feats = streams[0]
+    for index, task in enumerate(TASKS, start=1):
+        maps = pyramids[task]
+        assert [tuple(m.shape) for m in maps] == [(2, 32, 8, 8), (2, 64, 4, 4),
+                                                   (2, 128, 2, 2), (2, 128, 2, 2)]
+        for level in range(4):
+            torch.testing.assert_close(maps[level], expected[level][index])
+        assert not torch.allclose(maps[0], shared[0])  # a task stream is not the shared one
+    for level in range(4):  # forward_features answers the shared stream
+        torch.testing.assert_close(shared[level], expected[level][0])
+
+
+def test_a_model_with_a_task_subset_gets_streams_for_its_tasks_only():
+    model = mini_model('matrix', tasks=['sal', 'normals'], task_rank=3, task_scale=None)
+    backbone = model.backbone
+    assert backbone.stream_tasks == ['sal', 'normals']
+    proj = backbone.layers[1].blocks[-1].attn.proj
+    assert list(proj.lora_tasks_A) == ['sal', 'normals']
+    assert proj.lora_tasks_A['sal'].shape == (3, 32)
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 64))
+        assert set(logits) == {'sal', 'normals'}
+        with pytest.raises(KeyError, match="no stream for task 'semseg'"):
+            backbone(torch.randn(1, 3, 64, 64), ['semseg'])
+
+
+def test_task_ranks_and_scales_per_task_and_stage():
+    model = mini_model('matrix', task_rank=dict(semseg=[1, 2, 3, 4], human_parts=2,
+                                                normals=[5, 6, 7, 8]))
+    for stage in range(4):
+        fc2 = model.backbone.layers[stage].blocks[-1].mlp.fc2
+        ranks = {t: fc2.lora_tasks_A[t].shape[0] for t in TASKS}
+        assert ranks == dict(semseg=stage + 1, human_parts=2, normals=stage + 5)
+        assert fc2.lora_task_scale == TASK_SCALE
+        # the batched product pads smaller ranks in a copy, never with parameters
+        assert all(fc2.lora_tasks_B[t].shape == (fc2.out_features, ranks[t]) for t in TASKS)

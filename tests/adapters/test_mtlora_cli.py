@@ -1,0 +1,42 @@
+"""MTLoRA through the real CLI: the quickstart configs train on synthetic data, `params`
+reports a released config's count, `bench` measures a config."""
+import json
+import os.path as osp
+
+import pytest
+
+
+@pytest.mark.parametrize('config', ['mtlora_swin-mini_synthetic-128.py',
+                                    'mtlora-plus_swin-mini_synthetic-128.py'])
+def test_quickstart_config_trains_through_the_cli(cli, data_options, val_scalars, synth_root,
+                                                  tmp_path, config):
+    work_dir = str(tmp_path / 'run')
+    cli('train', f'configs/quickstart/{config}', '--work-dir', work_dir,
+        *data_options(synth_root, 2))
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    assert 'normals/mean' in val_scalars(work_dir)
+
+
+def test_params_reports_the_reference_count(cli):
+    proc = cli('params', 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py', '--json')
+    assert json.loads(proc.stdout)['trainable'] == 8_344_634
+
+
+def test_bench_measures_training_and_merged_inference(cli):
+    config = 'configs/quickstart/mtlora_swin-mini_synthetic-128.py'
+    train = json.loads(cli('bench', config, '--img', '64', '--iters', '1', '--warmup', '0',
+                           '--tasks', 'semseg,edge', '--threads', '1', '--json').stdout)
+    assert train['mode'] == 'train' and train['tasks'] == ['semseg', 'edge']
+    assert train['threads'] == 1 and train['img'] == 64 and train['step_s'] > 0
+    assert train['peak_memory_mb'] > 0
+    infer = cli('bench', config, '--mode', 'infer', '--merged', '--img', '64', '--iters', '1')
+    assert 'infer, merged, batch 2, 64 px, 4 tasks' in infer.stdout
+
+
+def test_bench_refuses_merged_training_in_one_line(cli):
+    proc = cli('bench', 'configs/quickstart/mtlora_swin-mini_synthetic-128.py', '--merged',
+               check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'adapterkit bench: error: --merged is for --mode infer '
+        '(merged weights cannot train)')

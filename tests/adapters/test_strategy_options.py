@@ -1,0 +1,54 @@
+"""What every strategy shares: the `trainable` option and composition."""
+import re
+
+import pytest
+
+from adapterkit.adapters import TRAINABLE_ALIASES
+
+
+def trainable(model):
+    return {n for n, p in model.backbone.named_parameters() if p.requires_grad}
+
+
+def names(model, pattern):
+    return {n for n, _ in model.backbone.named_parameters() if re.fullmatch(pattern, n)}
+
+
+@pytest.mark.parametrize('alias, example, count', [
+    ('norms', 'layers.1.downsample.norm.weight', 2 * (1 + 4 * 2 + 3)),  # embed, 2/block, merges
+    ('patch_embed', 'patch_embed.proj.weight', 4),
+    ('relative_position_bias', 'layers.0.blocks.0.attn.relative_position_bias_table', 4),
+    ('patch_merging', 'layers.3.downsample.reduction.weight', 3 * 3),
+])
+def test_aliases_name_the_usual_extra_parts(tiny_model, alias, example, count):
+    model = tiny_model(dict(type='DecoderOnly', trainable=[alias]))
+    assert trainable(model) == names(model, TRAINABLE_ALIASES[alias])
+    assert example in trainable(model) and len(trainable(model)) == count
+
+
+def test_trainable_patterns_add_to_the_strategy_own_set(tiny_model):
+    model = tiny_model(dict(type='LoRA', rank=2,
+                            trainable=['norms', r'layers\.3\.blocks\.0\.mlp\.fc2\.bias']))
+    lora = names(model, r'.*\.lora_[AB]')
+    assert len(lora) == 2 * 16
+    assert trainable(model) == lora | names(model, TRAINABLE_ALIASES['norms']) | {
+        'layers.3.blocks.0.mlp.fc2.bias'}
+    assert set(model.adapters[0].trained_names) == trainable(model)
+    assert set(model.adapters[0].trainable_state_dict(model)) == trainable(model)
+
+
+def test_a_trainable_pattern_that_matches_nothing_is_an_error(tiny_model):
+    with pytest.raises(ValueError, match=r"BitFit: trainable pattern 'norm' matches no "
+                                         r'backbone parameter'):
+        tiny_model(dict(type='BitFit', trainable=['norms', 'norm']))
+
+
+def test_composition_trains_the_union_in_either_order(tiny_model):
+    lora = trainable(tiny_model(dict(type='LoRA', rank=2)))
+    bitfit = trainable(tiny_model(dict(type='BitFit')))
+    assert lora and bitfit and not lora & bitfit
+    for order in ([dict(type='LoRA', rank=2), dict(type='BitFit')],
+                  [dict(type='BitFit'), dict(type='LoRA', rank=2)]):
+        model = tiny_model(order)
+        assert trainable(model) == lora | bitfit
+        assert [type(s).__name__ for s in model.adapters] == [a['type'] for a in order]

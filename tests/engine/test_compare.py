@@ -1,0 +1,360 @@
+"""``adapterkit compare``: suites, identical derived configs, running, resuming, the report."""
+import csv
+import io
+import json
+import os
+import os.path as osp
+import re
+import statistics
+
+import pytest
+import torch
+from PIL import Image
+
+from adapterkit.cli import DEMO_SUITE, main
+from adapterkit.engine import compare
+from adapterkit.engine.compare import (SuiteError, config_diff, load_suite, outside_allowed,
+                                       plan, report_from_dirs, run_compare)
+from adapterkit.engine.compare_report import (REPORT_FILES, build_report, mean_std,
+                                              pareto_front, write_report)
+from adapterkit.evaluation import delta_m
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+QUICKSTART = osp.join(REPO, 'configs/quickstart/full_swin-mini_synthetic-128.py')
+LORA = osp.join(REPO, 'configs/quickstart/lora_swin-mini_synthetic-128.py')
+# Every run: a one-block-per-stage Swin of width 16 at 64 px, 2 iterations of batch 2.
+TINY = {
+    'model.backbone.img_size': 64,
+    'model.backbone.embed_dim': 16,
+    'model.backbone.depths': (1, 1, 1, 1),
+    'train_dataloader.dataset.pipeline.2.size': (64, 64),
+    'val_dataloader.dataset.pipeline.0.size': (64, 64),
+    'test_dataloader.dataset.pipeline.0.size': (64, 64),
+    'train_dataloader.batch_size': 2,
+    'val_dataloader.batch_size': 2,
+    'train_cfg.max_iters': 2,
+    'train_cfg.val_interval': 2,
+    'default_hooks.checkpoint.interval': 1,
+}
+# saliency and normals: metrics that are never 0, so Δm exists even after 2 iterations
+TASKS = ['sal', 'normals']
+
+
+def write_suite(folder, name='suite', **keys) -> str:
+    path = osp.join(str(folder), f'{name}.py')
+    with open(path, 'w') as f:
+        f.write(''.join(f'{key} = {value!r}\n' for key, value in keys.items()))
+    return path
+
+
+def data(root, seed=0, **extra):
+    return dict(root=str(root), synthesize=dict(num_train=4, num_val=2, size=64, seed=seed,
+                                                **extra))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and steadiest on a shared machine) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------ suites
+GOOD = dict(base=QUICKSTART, tasks=TASKS, members=dict(full=dict(adapter=dict(type='Full'))))
+
+
+@pytest.mark.parametrize('change, key', [
+    (dict(membrs={}), 'membrs'),
+    (dict(base=None), 'base'),
+    (dict(members={}), 'members'),
+    (dict(members=dict(a=dict(adpter=dict(type='LoRA')))), 'members.a'),
+    (dict(members=dict(a=dict(rank=4))), 'members.a'),
+    (dict(members={'single-task_x': dict(adapter=dict(type='Full'))}), 'members.single-task_x'),
+    (dict(members=dict(a=dict(adapter='LoRA'))), 'members.a.adapter'),
+    (dict(seeds=[]), 'seeds'),
+    (dict(tasks=['sal', 'depthx']), 'tasks'),
+    (dict(references=dict(sal=60.0)), 'references'),
+    (dict(references='paper'), 'references'),
+    (dict(data=dict(path='data/x')), 'data'),
+    (dict(pretrained='a.pth', pretrain=dict(data=dict(root='d'))), 'pretrain'),
+    (dict(pretrain=dict(options={})), 'pretrain.data'),
+])
+def test_a_bad_suite_is_one_error_naming_the_key(tmp_path, change, key):
+    path = write_suite(tmp_path, **{**GOOD, **change})
+    with pytest.raises(SuiteError, match=f': {re.escape(key)}: '):
+        load_suite(path)
+
+
+def test_the_cli_reports_a_bad_suite_in_one_line(tmp_path, capsys):
+    path = write_suite(tmp_path, **{**GOOD, 'seeds': 'zero'})
+    assert main(['compare', path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'seeds' in err
+
+
+def test_the_shipped_suites_derive_identical_configs():
+    quickstart = plan(load_suite(DEMO_SUITE), 'work_dirs/unused')
+    assert [r.name for r in quickstart] == [
+        'pretrain', 'single-task_semseg', 'single-task_human_parts', 'single-task_sal',
+        'single-task_normals', 'full', 'decoder_only', 'bitfit', 'lora', 'adapter', 'mtlora',
+        'mtlora_plus']
+    table1 = plan(load_suite(osp.join(REPO, 'configs/compare/pascal_table1.py')), 'unused')
+    for run in quickstart + table1:
+        assert run.error is None, run.error
+    pretrained = {r.cfg.model.backbone.pretrained for r in quickstart if r.name != 'pretrain'}
+    assert pretrained == {osp.join('work_dirs/unused', 'pretrain', 'backbone.safetensors')}
+
+
+# ------------------------------------------------------------------ derivation
+def test_runs_differ_from_the_base_only_in_adapter_and_reference_tasks(tmp_path):
+    suite = load_suite(write_suite(
+        tmp_path, base=QUICKSTART, tasks=TASKS, options=TINY, members=dict(
+            full=QUICKSTART, lora=LORA, lora_r2=dict(config=LORA, adapter=dict(rank=2)),
+            bitfit=dict(adapter=dict(type='BitFit')))))
+    runs = {r.name: r for r in plan(suite, str(tmp_path / 'work'))}
+    assert list(runs) == ['single-task_sal', 'single-task_normals', 'full', 'lora', 'lora_r2',
+                          'bitfit']
+    common = suite.common_config(0)
+    for run in runs.values():
+        assert run.error is None, run.error
+        assert run.diff == config_diff(common, run.cfg)
+        assert outside_allowed(run.diff, reference=run.kind == 'reference') == []
+    assert runs['full'].diff == []  # the base itself is full fine-tuning
+    assert all(k.startswith('model.adapter.') for k in runs['lora'].diff)
+    assert all(k.startswith('model.adapter.')
+               for k in config_diff(runs['lora'].cfg, runs['bitfit'].cfg))
+    # an adapter next to a config merges into that config's adapter
+    lora, lora_r2 = runs['lora'].cfg.model.adapter, runs['lora_r2'].cfg.model.adapter
+    assert (lora.rank, lora_r2.rank, lora_r2.targets) == (8, 2, lora.targets)
+    reference = runs['single-task_normals'].cfg
+    assert list(reference.model.tasks) == ['normals']
+    assert reference.train_dataloader.dataset.tasks == ['normals']
+    assert reference.model.adapter.type == 'Full'
+
+
+def test_a_member_that_changes_more_than_its_adapter_is_refused(tmp_path):
+    other = tmp_path / 'other.py'
+    other.write_text(f"_base_ = [{QUICKSTART!r}]\nmodel = dict(adapter=dict(type='BitFit'))\n"
+                     "optim_wrapper = dict(optimizer=dict(lr=0.01))\n")
+    suite = load_suite(write_suite(tmp_path, **{**GOOD, 'references': dict(sal=50, normals=20),
+                                                'members': dict(ok=QUICKSTART, other=str(other))}))
+    runs = {r.name: r for r in plan(suite, str(tmp_path / 'work'))}
+    assert runs['ok'].error is None
+    assert runs['other'].cfg is None
+    assert 'outside model.adapter: optim_wrapper.optimizer.lr' in runs['other'].error
+    assert outside_allowed(['model.adapter.rank', 'model.tasks.sal', 'optim_wrapper.x']) == [
+        'model.tasks.sal', 'optim_wrapper.x']
+
+
+def test_only_selects_members_and_rejects_unknown_names(tmp_path):
+    suite = load_suite(write_suite(tmp_path, **{**GOOD, 'members': dict(
+        full=QUICKSTART, bitfit=dict(adapter=dict(type='BitFit')))}))
+    selected = {r.name: r.selected for r in plan(suite, str(tmp_path), only=['bitfit'])}
+    assert selected == {'single-task_sal': False, 'single-task_normals': False, 'full': False,
+                        'bitfit': True}
+    with pytest.raises(SuiteError, match="--only: no member 'lora'"):
+        plan(suite, str(tmp_path), only=['lora'])
+
+
+# ------------------------------------------------------------------ aggregation
+DIRECTION = dict(sal=('mIoU', True), normals=('mean', False))
+
+
+def record(name, kind, seed, values, order=0, trainable=100, status='ok', **extra):
+    base = dict(suite='hand', base='base.py', name=name, kind=kind, seed=seed, order=order,
+                config_diff=[], references='single-task', tasks=list(values),
+                adapter=dict(type='Full'), status=status)
+    if status != 'ok':
+        return dict(base, error=extra.get('error', 'RuntimeError: boom'))
+    return dict(
+        base, params=dict(total=1000, trainable=trainable, backbone_adapter=0),
+        full_params=1000, metrics={f'{t}/{DIRECTION[t][0]}': v for t, v in values.items()},
+        primary={t: dict(metric=DIRECTION[t][0], higher_is_better=DIRECTION[t][1], value=v)
+                 for t, v in values.items()},
+        train=dict(time_s=extra.get('time_s', 10.0), images=40, iters=4, peak_memory_mb=500.0),
+        inference=dict(latency_ms=extra.get('latency_ms', 5.0), merged=extra.get('merged', True)))
+
+
+def hand_records():
+    return [
+        record('single-task_sal', 'reference', 0, dict(sal=50.0), 0, trainable=60),
+        record('single-task_normals', 'reference', 0, dict(normals=20.0), 1, trainable=60),
+        record('single-task_sal', 'reference', 1, dict(sal=54.0), 0, trainable=60),
+        record('single-task_normals', 'reference', 1, dict(normals=22.0), 1, trainable=60,
+               time_s=30.0),
+        record('lora', 'member', 0, dict(sal=55.0, normals=19.0), 2, trainable=10),
+        record('lora', 'member', 1, dict(sal=59.0, normals=21.0), 2, trainable=10),
+        record('adapter', 'member', 0, dict(sal=51.0, normals=19.5), 3, trainable=20,
+               merged=False),
+        record('adapter', 'member', 1, dict(sal=0, normals=0), 3, status='failed'),
+    ]
+
+
+def test_aggregation_over_seeds_by_hand():
+    report = build_report(hand_records())
+    references = {t: r['value'] for t, r in report['references'].items()}
+    assert references == dict(sal=52.0, normals=21.0)  # the mean over the two seeds
+    higher = dict(sal=True, normals=False)
+    rows = {row['method']: row for row in report['methods']}
+    assert list(rows) == ['single-task (2 models)', 'lora', 'adapter']
+
+    lora = rows['lora']
+    assert lora['seeds'] == [0, 1]
+    assert lora['metrics']['sal']['mean'] == pytest.approx(57.0)
+    assert lora['metrics']['sal']['std'] == pytest.approx(statistics.stdev([55.0, 59.0]))
+    seed_dm = [delta_m(dict(sal=55.0, normals=19.0), references, higher),
+               delta_m(dict(sal=59.0, normals=21.0), references, higher)]
+    assert seed_dm[0] == pytest.approx(((55 - 52) / 52 - (19 - 21) / 21) * 100 / 2)
+    assert lora['delta_m']['mean'] == pytest.approx(statistics.mean(seed_dm))
+    assert lora['delta_m']['std'] == pytest.approx(statistics.stdev(seed_dm))
+    assert lora['trainable_percent_of_full'] == pytest.approx(1.0)
+    assert lora['train_images_per_s']['mean'] == pytest.approx(4.0)
+
+    single = rows['single-task (2 models)']
+    assert single['trainable'] == 120  # the two models together
+    assert single['train_time_s']['mean'] == pytest.approx((20.0 + 40.0) / 2)
+    assert single['train_images_per_s']['mean'] == pytest.approx((80 / 20 + 80 / 40) / 2)
+    assert single['latency_ms']['mean'] == pytest.approx(10.0)
+    assert single['delta_m']['mean'] == pytest.approx(0.0, abs=1e-12)
+
+    adapter = rows['adapter']  # one seed failed: the other is reported, with the error
+    assert adapter['seeds'] == [0] and adapter['metrics']['sal']['std'] is None
+    assert adapter['notes'] == ['seed 1: RuntimeError: boom']
+    assert adapter['latency_merged'] is False
+
+    assert mean_std([]) == dict(mean=None, std=None, n=0)
+    assert pareto_front([(10, 1.0), (20, 0.5), (20, 2.0), (5, -1.0), (30, 2.0)]) == [0, 2, 3]
+
+
+def test_the_report_files(tmp_path):
+    report = write_report(hand_records(), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(REPORT_FILES)  # and no .tmp left over
+    with open(tmp_path / 'results.json') as f:
+        saved = json.load(f)
+    assert saved['methods'][1]['metrics']['sal']['mean'] == pytest.approx(57.0)
+    assert len(saved['runs']) == 8
+    rows = list(csv.DictReader(io.StringIO((tmp_path / 'results.csv').read_text())))
+    assert [r['method'] for r in rows] == ['single-task (2 models)', 'lora', 'adapter']
+    assert float(rows[1]['sal/mIoU']) == pytest.approx(57.0)
+    assert float(rows[1]['delta_m']) == pytest.approx(report['methods'][1]['delta_m']['mean'],
+                                                      abs=1e-4)
+    assert rows[2]['notes'] == 'seed 1: RuntimeError: boom'
+    markdown = (tmp_path / 'results.md').read_text()
+    assert '| lora ' in markdown and '57.00 ± 2.83' in markdown
+    assert '## Config diff' in markdown and '`Full()`' in markdown
+    assert 'single-task runs, mean over 2 seeds' in markdown
+    for name in ('pareto.png', 'tasks.png'):
+        with Image.open(tmp_path / name) as image:
+            image.verify()
+            assert image.format == 'PNG'
+
+
+# ------------------------------------------------------------------ running
+@pytest.fixture(scope='module')
+def finished_suite(tmp_path_factory):
+    """A whole suite, run once: pretraining, 2 single-task references, full fine-tuning,
+    LoRA from its config file, and a member whose strategy does not exist."""
+    folder = tmp_path_factory.mktemp('compare')
+    suite = write_suite(
+        folder, name='tiny', base=QUICKSTART, tasks=TASKS, options=TINY,
+        data=data(folder / 'data'),
+        pretrain=dict(data=data(folder / 'pretrain-data', seed=1, style='pretrain')),
+        members=dict(full=dict(adapter=dict(type='Full')), lora=LORA,
+                     broken=dict(adapter=dict(type='NoSuchStrategy'))))
+    work_dir = str(folder / 'work')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = run_compare(suite, work_dir)
+    finally:
+        torch.set_num_threads(threads)
+    return suite, work_dir, report
+
+
+def test_every_member_runs_and_a_failing_one_is_reported(finished_suite):
+    _, work_dir, report = finished_suite
+    rows = {row['method']: row for row in report['methods']}
+    assert list(rows) == ['single-task (2 models)', 'full', 'lora', 'broken']
+    for name in ('single-task (2 models)', 'full', 'lora'):
+        assert rows[name]['seeds'] == [0] and rows[name]['delta_m']['mean'] is not None
+        assert rows[name]['latency_ms']['mean'] > 0 and rows[name]['latency_merged']
+        assert rows[name]['train_time_s']['mean'] > 0
+    assert rows['lora']['trainable'] < rows['full']['trainable']
+    assert rows['broken']['seeds'] == []
+    assert 'NoSuchStrategy' in rows['broken']['notes'][0]
+    assert sorted(f for f in os.listdir(work_dir) if '.' in f) == sorted(REPORT_FILES)
+    assert '| broken ' in open(osp.join(work_dir, 'results.md')).read()
+
+
+def test_every_run_starts_from_the_pretrained_backbone(finished_suite):
+    from safetensors.torch import load_file
+    _, work_dir, _ = finished_suite
+    pretrained = load_file(osp.join(work_dir, 'pretrain', 'backbone.safetensors'))
+    assert 'layers.1.downsample.reduction.weight' in pretrained  # timm's layout
+    # LoRA keeps the pretrained weights frozen: its final checkpoint still holds them.
+    lora = torch.load(osp.join(work_dir, 'lora', 'seed_0', 'iter_2.pth'), map_location='cpu',
+                      weights_only=False)['state_dict']
+    torch.testing.assert_close(lora['backbone.patch_embed.proj.weight'],
+                               pretrained['patch_embed.proj.weight'])
+
+
+def test_a_rerun_reuses_finished_members(finished_suite, capsys, one_thread):
+    suite, work_dir, report = finished_suite
+    files = [osp.join(work_dir, name, 'seed_0', f) for name in ('full', 'lora')
+             for f in ('metrics.json', 'run.json', 'iter_2.pth')]
+    before = [os.stat(f).st_mtime_ns for f in files]
+    again = run_compare(suite, work_dir)
+    assert [os.stat(f).st_mtime_ns for f in files] == before
+    out = capsys.readouterr().out
+    assert out.count('finished earlier: reused') == 5  # pretraining, 2 references, 2 members
+    assert [r['method'] for r in again['methods']] == [r['method'] for r in report['methods']]
+
+    # --from-dirs: the same report from the work dir alone
+    copy = report_from_dirs([work_dir], osp.join(work_dir, 'copy'))
+    assert copy['methods'] == again['methods']
+
+
+def test_an_interrupted_member_resumes_and_completes(tmp_path, monkeypatch, capsys, one_thread):
+    suite = write_suite(tmp_path, base=QUICKSTART, tasks=TASKS, options=TINY,
+                        data=data(tmp_path / 'data'), references=dict(sal=50.0, normals=30.0),
+                        members=dict(full=QUICKSTART))
+    run_dir = tmp_path / 'work' / 'full' / 'seed_0'
+    original = compare.RunMonitorHook.after_train_iter
+
+    def killed_in_the_second_iteration(self, runner, batch_idx, data_batch=None,
+                                       outputs=None):
+        if runner.iter == 1:
+            raise RuntimeError('simulated kill')
+        original(self, runner, batch_idx, data_batch, outputs)
+
+    monkeypatch.setattr(compare.RunMonitorHook, 'after_train_iter',
+                        killed_in_the_second_iteration)
+    first = run_compare(suite, str(tmp_path / 'work'))
+    assert first['methods'][0]['notes'] == ['seed 0: RuntimeError: simulated kill']
+    assert (run_dir / 'iter_1.pth').is_file() and not (run_dir / 'iter_2.pth').exists()
+
+    monkeypatch.setattr(compare.RunMonitorHook, 'after_train_iter', original)
+    second = run_compare(suite, str(tmp_path / 'work'))
+    assert 'resuming from iter_1.pth' in capsys.readouterr().out
+    row = second['methods'][0]
+    assert row['seeds'] == [0] and row['delta_m']['mean'] is not None  # fixed references
+    saved = json.loads((run_dir / 'run.json').read_text())
+    assert saved['train']['iters'] == 2  # one before the kill (from the checkpoint), one after
+
+    # Killed during the final validation: only the validation runs again.
+    checkpoint = os.stat(run_dir / 'iter_2.pth').st_mtime_ns
+    (run_dir / 'metrics.json').unlink()
+    run_compare(suite, str(tmp_path / 'work'))
+    assert 'final validation' in capsys.readouterr().out
+    assert os.stat(run_dir / 'iter_2.pth').st_mtime_ns == checkpoint
+    assert json.loads((run_dir / 'metrics.json').read_text())['iter'] == 2
+
+    # A work dir that holds a run of another config is refused, not mixed.
+    changed = write_suite(tmp_path, name='changed', base=QUICKSTART, tasks=TASKS,
+                          options={**TINY, 'optim_wrapper.optimizer.lr': 0.01},
+                          data=data(tmp_path / 'data'), references=dict(sal=50.0, normals=30.0),
+                          members=dict(full=QUICKSTART))
+    refused = run_compare(changed, str(tmp_path / 'work'))
+    assert 'holds a run of another config' in refused['methods'][0]['notes'][0]
