@@ -182,7 +182,8 @@ class MTLoRALinear(nn.Linear):
         """``out += s B_s A_s rows`` (2-D, in place)."""
         low = F.linear(rows, self.lora_shared_A)
         up = self.lora_shared_B * self.lora_shared_scale  # scaling the smallest tensor
-        return out.addmm_(low, up.t())
+        # in-place addmm is outside autocast: cast to the output's (autocast) dtype
+        return out.addmm_(low.to(out.dtype), up.t().to(out.dtype))
 
     def _task_outputs(self, base: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """``base + s_t B_t A_t u_t`` of every task, (T, M, out), from two batched products
@@ -197,7 +198,8 @@ class MTLoRALinear(nn.Linear):
         else:  # one product against all tasks' A at once, then split by task
             low = F.linear(inputs, down.flatten(0, 1)).view(len(inputs), count, -1)
             low = low.transpose(0, 1)
-        return torch.baddbmm(base.expand(count, -1, -1), low, up.transpose(1, 2))
+        return torch.baddbmm(base.expand(count, -1, -1), low.to(base.dtype),
+                             up.transpose(1, 2).to(base.dtype))
 
     # ------------------------------------------------------------------ merging
     def shared_delta_weight(self) -> torch.Tensor:
