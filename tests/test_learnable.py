@@ -1,5 +1,5 @@
 """The synthetic data is learnable: a small model rises well above its untrained metrics
-within a couple of hundred CPU iterations, through the real Runner and loader."""
+within 150 CPU iterations, through the real Runner and loader."""
 import os.path as osp
 
 import torch
@@ -19,7 +19,7 @@ def _config(root, work_dir, max_iters):
         'train_cfg.max_iters': max_iters, 'train_cfg.val_interval': max(max_iters, 1),
         'param_scheduler.0.end': 20,
         'param_scheduler.1': dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False,
-                                  begin=20, end=200, T_max=180),
+                                  begin=20, end=150, T_max=130),
     })
     for loader in ('train_dataloader', 'val_dataloader'):
         cfg[loader].dataset.data_root = root
@@ -36,7 +36,7 @@ def test_quickstart_model_learns_the_synthetic_scenes(tmp_path):
     root = synthesize(str(tmp_path / 'data'), num_train=48, num_val=16, size=64, seed=1)
     torch.manual_seed(0)
     untrained = Runner.from_cfg(_config(root, str(tmp_path / 'untrained'), 0)).val()
-    trained_runner = Runner.from_cfg(_config(root, str(tmp_path / 'trained'), 200))
+    trained_runner = Runner.from_cfg(_config(root, str(tmp_path / 'trained'), 150))
     trained_runner.train()
     trained = trained_runner.val()
     assert trained['semseg/mIoU'] > untrained['semseg/mIoU'] + 20, (untrained, trained)
