@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml plugins/adapterkit-dora/pyproject.toml
 
 install: $(STAMP)
 
-# the quickstart comparison suite (configs/compare/quickstart.py); reruns reuse finished runs
+# The quickstart comparison suite (configs/compare/quickstart.py); reruns reuse finished
+# runs. One torch thread: the mini model's small ops gain little from a second one, and
+# more threads than free cores slow torch down tenfold on a shared machine.
 demo: $(STAMP)
-	$(BIN)/python -m adapterkit demo
+	OMP_NUM_THREADS=1 $(BIN)/python -m adapterkit demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -282,9 +282,9 @@ def to_markdown(report: dict) -> str:
     spread = (f'mean ± sample std over {len(seeds)} seeds ({", ".join(map(str, seeds))})'
               if len(seeds) > 1 else f'one seed ({seeds[0]})')
     parts = [f'# Comparison: {report["suite"]}', '',
-             f'Every run is `{report["base"]}` with the suite\'s shared settings and its own '
-             f'`model.adapter` (see the config diff below); {spread}. Metrics are the '
-             'final validation of each run; Δm is against the references below.', '',
+             f'Every run is `{_shown(report["base"])}` with the suite\'s shared settings and '
+             f'its own `model.adapter` (see the config diff below); {spread}. Metrics are '
+             'the final validation of each run; Δm is against the references below.', '',
              format_table(report), '',
              '`trainable`: trainable parameters (heads included); `% of full`: of the '
              f'multi-task model\'s full fine-tuning ({_count(report["full_params"])}). '
@@ -322,6 +322,12 @@ def to_markdown(report: dict) -> str:
     return '\n'.join(parts)
 
 
+def _shown(path: str) -> str:
+    """A path relative to the working directory when it lies below it."""
+    relative = osp.relpath(path) if osp.isabs(path) else path
+    return path if relative.startswith('..') else relative
+
+
 def adapter_text(adapter) -> str:
     """``LoRA(rank=8, targets='...')`` for a strategy dict; ' + ' joins a list."""
     if adapter is None:
@@ -345,11 +351,15 @@ def pareto_figure(report: dict):
         return fig
     points = [(r['trainable'], r['delta_m']['mean']) for r in rows]
     front = pareto_front(points)
-    for i, (row, (x, y)) in enumerate(zip(rows, points)):
-        color = 'C3' if i in front else 'C0'
-        ax.errorbar(x, y, yerr=row['delta_m']['std'], fmt='o', color=color, capsize=3)
-        ax.annotate(row['method'], (x, y), textcoords='offset points', xytext=(5, 4),
-                    fontsize=8)
+    # Labels alternate above and below along Δm, so that methods that land on the same
+    # spot stay readable.
+    by_height = sorted(range(len(rows)), key=lambda i: points[i][::-1])
+    for rank, i in enumerate(by_height):
+        (x, y), row = points[i], rows[i]
+        ax.errorbar(x, y, yerr=row['delta_m']['std'], fmt='o', capsize=3,
+                    color='C3' if i in front else 'C0')
+        ax.annotate(row['method'], (x, y), textcoords='offset points', fontsize=8,
+                    xytext=(6, 4) if rank % 2 else (6, -11))
     line = sorted(points[i] for i in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], '--', color='C3',
             label='Pareto front')

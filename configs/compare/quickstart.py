@@ -34,16 +34,16 @@ options = {
     'test_dataloader.dataset.pipeline.0.size': _resize,
     'val_dataloader.batch_size': 20,
     'test_dataloader.batch_size': 20,
-    # fine-tuning from the pretrained backbone: 150 iterations of batch 8 (7.5 epochs),
-    # 15 of warm-up, then cosine decay; a checkpoint every 50 so that a run resumes
-    'train_cfg.max_iters': 150,
-    'train_cfg.val_interval': 150,
+    # fine-tuning from the pretrained backbone: 120 iterations of batch 8 (6 epochs), 12 of
+    # warm-up, then cosine decay; a checkpoint every 40 so that an interrupted run resumes
+    'train_cfg.max_iters': 120,
+    'train_cfg.val_interval': 120,
     'param_scheduler': [
-        dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=15),
-        dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=15, end=150,
-             T_max=135),
+        dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=12),
+        dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=12, end=120,
+             T_max=108),
     ],
-    'default_hooks.checkpoint.interval': 50,
+    'default_hooks.checkpoint.interval': 40,
 }
 
 # Parameter-efficient methods need a pretrained backbone and none can be downloaded: a
@@ -53,14 +53,14 @@ pretrain = dict(
     data=dict(root='data/compare/quickstart-pretrain',
               synthesize=dict(num_train=160, num_val=20, size=_size, seed=1,
                               style='pretrain')),
-    # the quickstart schedule (300 iterations, 15 epochs), all four tasks, full fine-tuning
+    # all four tasks, full fine-tuning, 200 iterations (10 epochs)
     options={
-        'train_cfg.max_iters': 300,
-        'train_cfg.val_interval': 300,
+        'train_cfg.max_iters': 200,
+        'train_cfg.val_interval': 200,
         'param_scheduler': [
-            dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=30),
-            dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=30, end=300,
-                 T_max=270),
+            dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=20),
+            dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=20, end=200,
+                 T_max=180),
         ],
     },
 )

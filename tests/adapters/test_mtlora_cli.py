@@ -5,6 +5,9 @@ import os.path as osp
 
 import pytest
 
+from adapterkit.cli import main
+from adapterkit.engine.bench import bench, format_report
+
 
 @pytest.mark.parametrize('config', ['mtlora_swin-mini_synthetic-128.py',
                                     'mtlora-plus_swin-mini_synthetic-128.py'])
@@ -29,14 +32,12 @@ def test_bench_measures_training_and_merged_inference(cli):
     assert train['mode'] == 'train' and train['tasks'] == ['semseg', 'edge']
     assert train['threads'] == 1 and train['img'] == 64 and train['step_s'] > 0
     assert train['peak_memory_mb'] > 0
-    infer = cli('bench', config, '--mode', 'infer', '--merged', '--img', '64', '--iters', '1')
-    assert 'infer, merged, batch 2, 64 px, 4 tasks' in infer.stdout
+    infer = bench(config, mode='infer', merged=True, img=64, iters=1, warmup=0)
+    assert 'infer, merged, batch 2, 64 px, 4 tasks' in format_report(infer)
 
 
-def test_bench_refuses_merged_training_in_one_line(cli):
-    proc = cli('bench', 'configs/quickstart/mtlora_swin-mini_synthetic-128.py', '--merged',
-               check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
-        'adapterkit bench: error: --merged is for --mode infer '
-        '(merged weights cannot train)')
+def test_bench_refuses_merged_training_in_one_line(capsys):
+    assert main(['bench', 'configs/quickstart/mtlora_swin-mini_synthetic-128.py',
+                 '--merged']) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        'adapterkit bench: error: --merged is for --mode infer (merged weights cannot train)')

@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
 
 from adapterkit.adapters.mtlora_convert import convert_checkpoint, read_reference_checkpoint
+from adapterkit.cli import main
 from adapterkit.registry import MODELS
 
 TASKS = ['semseg', 'sal']
@@ -114,7 +115,7 @@ def test_the_reference_state_dict_also_loads_directly(source):
     assert_same_state(model, source)
 
 
-def test_the_cli_checks_the_result_against_a_config(cli, reference_file, tmp_path):
+def test_the_cli_checks_the_result_against_a_config(cli, reference_file, tmp_path, capsys):
     config = tmp_path / 'mini.py'
     config.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n')
     out = tmp_path / 'converted.pth'
@@ -125,10 +126,9 @@ def test_the_cli_checks_the_result_against_a_config(cli, reference_file, tmp_pat
     other.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n'
                      'model["adapter"]["rank"] = 8\n')
     refused = tmp_path / 'refused.pth'
-    proc = cli('convert-mtlora', reference_file, str(refused), '--config', str(other),
-               check=False)
-    assert proc.returncode == 2 and not refused.exists()
-    last = proc.stderr.strip().splitlines()[-1]
+    assert main(['convert-mtlora', reference_file, str(refused), '--config', str(other)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith('adapterkit convert-mtlora: error: ') and not refused.exists()
     assert 'does not fit the model of the config' in last and 'shape mismatches' in last
 
 

@@ -79,7 +79,8 @@ def test_taps_of_swin_tiny_at_448(swin_tiny_448):
         taps = swin_tiny_448.forward_features(torch.randn(1, 3, 448, 448))
     assert [tuple(t.shape) for t in taps] == [
         (1, 192, 56, 56), (1, 384, 28, 28), (1, 768, 14, 14), (1, 768, 14, 14)]
-    assert all(t.is_contiguous() for t in taps)
+    # NCHW views of the NHWC tokens: channels-last memory, no copy
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in taps)
     assert swin_tiny_448.out_channels == [192, 384, 768, 768]
     assert swin_tiny_448.out_strides == [8, 16, 32, 32]
 
