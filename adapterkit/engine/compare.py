@@ -67,6 +67,7 @@ SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'reference
 MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 BACKBONE_FILE = 'backbone.safetensors'
 STATS_KEY = 'adapterkit_train_stats'  # a run's training figures, in its checkpoints' meta
+LATENCY_ITERS = 10  # inference latency: the median of 10 forward passes at batch 1
 
 
 class SuiteError(ConfigError):
@@ -567,9 +568,6 @@ def measure_run(run: Run) -> dict:
     return figures
 
 
-LATENCY_ITERS = 10  # median of 10 forward passes at batch 1
-
-
 def export_backbone(checkpoint: str, out: str) -> None:
     """Write the backbone of a Runner checkpoint as a safetensors file in timm's key
     layout (what ``SwinBackbone(pretrained=...)`` loads), unless it exists."""
@@ -595,6 +593,7 @@ class RunMonitorHook(Hook):
         self.lines = lines
         self.stats = dict(time_s=0.0, images=0, iters=0, peak_memory_mb=0.0)
         self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        self._start = None  # (time, iteration) at which this session started training
         self._last = None  # end of the previous iteration (or of a validation)
 
     def after_load_checkpoint(self, runner, checkpoint):
@@ -623,7 +622,7 @@ class RunMonitorHook(Hook):
             left = per_iter * (runner.max_iters - runner.iter - 1)
             loss = float(outputs['loss'].detach()) if 'loss' in (outputs or {}) else float('nan')
             print(f'    iter {runner.iter + 1}/{runner.max_iters}  loss {loss:.3f}  '
-                  f'{per_iter:.2f} s/iter  eta {_duration(left)}', flush=True)
+                  f'{per_iter:.2f} s/iter  eta {duration_text(left)}', flush=True)
 
     def after_val_epoch(self, runner, metrics=None):
         self._last = time.perf_counter()  # validation is not training time
@@ -639,11 +638,12 @@ class RunMonitorHook(Hook):
 def _summary(record: dict) -> str:
     parts = [f'{t} {p["metric"]} {p["value"]:.2f}' for t, p in record['primary'].items()]
     if record.get('train'):
-        parts.append(f'{_duration(record["train"]["time_s"])} training')
+        parts.append(f'{duration_text(record["train"]["time_s"])} training')
     return ', '.join(parts)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """'m:ss'."""
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f'{minutes}:{seconds:02d}'
 

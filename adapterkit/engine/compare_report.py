@@ -21,7 +21,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..evaluation import delta_m
-from .compare import PRETRAIN, SINGLE_TASK, write_json, write_text
+from .compare import PRETRAIN, SINGLE_TASK, duration_text, write_json, write_text
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
 
@@ -271,10 +271,7 @@ def _count(n) -> str:
 
 
 def _time(seconds) -> str:
-    if seconds is None:
-        return '—'
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f'{minutes}:{seconds:02d}'
+    return '—' if seconds is None else duration_text(seconds)
 
 
 def to_markdown(report: dict) -> str:
