@@ -13,22 +13,23 @@ The whole method is in this module:
 - ``MTLoRA``: the strategy: placement, ranks/scales/dropout per stage and per task, and what
   trains (MTLoRA+ with ``plus=True``).
 
-Streams travel stacked along the batch, stream-major: ``[shared; task_1; ...; task_T]``
-(``(1+T)*B`` rows). Norms, activations, drop path, window reversal and the PatchMerging after
-the block run once on all streams; the frozen product ``W x + b`` of a layer is computed once
-from the shared input; the task deltas of a layer are one batched product for all tasks.
-The backbone splits the streams (``SwinBackbone.stream_tasks`` names them).
+Streams travel as a pair: the shared stream (B rows) and the task streams stacked
+task-major along the batch (T*B rows), so every norm, activation, drop path and the
+PatchMerging after the block runs once on all tasks, and nothing is ever concatenated. The
+frozen product ``W x + b`` of a layer is computed once, from the shared input; the task
+deltas of a layer are two batched products for all tasks; the window attention is computed,
+and put back into the image layout, once. ``SwinBackbone.stream_tasks`` names the tasks.
 
 Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
 (``adapters/mtlora_convert.py``).
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.models.swin_transformer import SwinTransformerBlock
+from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
 
 from ..registry import ADAPTERS
@@ -89,9 +90,8 @@ class MTLoRALinear(nn.Linear):
 
     'matrixv2' adds the shared delta to every y_t too; 'addition' has no shared matrices and
     ``y = P + LayerNorm(sum_t y_t)``. Without task branches the layer is plain LoRA and every
-    mode is 'matrix' (as in the reference). A layer with task branches answers the stacked
-    streams ``[shared; task_1; ...]`` even from ``forward``, so timm's attention can call its
-    ``proj`` unchanged.
+    mode is 'matrix' (as in the reference). ``forward_streams`` answers the task outputs
+    too; ``forward`` answers the shared output.
 
     Args:
         linear: the layer to adapt; its weight and bias are adopted as they are.
@@ -143,17 +143,19 @@ class MTLoRALinear(nn.Linear):
     # Rows are flattened to 2-D once, so that the low-rank terms can be added in place into
     # the fresh output of the frozen product (no extra pass, no copy in backward).
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared output (``forward_streams`` also answers the task outputs)."""
         if self.tasks:
-            return self.forward_streams(x)
+            return self.forward_streams(x)[0]
         rows = x.reshape(-1, self.in_features)
         out = F.linear(rows, self.weight, self.bias)
         if not self.merged:
             self._add_shared_delta_(out, self.lora_dropout(rows))
         return out.view(*x.shape[:-1], self.out_features)
 
-    def forward_streams(self, x: torch.Tensor,
-                        x_tasks: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The shared output and every task output, stacked ``[(1+T)*B, ..., out]``.
+    def forward_streams(self, x: torch.Tensor, x_tasks: Optional[torch.Tensor] = None
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The shared output (B, ..., out) and the task outputs, stacked task-major
+        (T*B, ..., out).
 
         Args:
             x: the shared input (B, ..., in).
@@ -175,8 +177,8 @@ class MTLoRALinear(nn.Linear):
         else:  # 'matrixv2': the task outputs contain the shared delta too
             shared = frozen if self.merged else self._add_shared_delta_(frozen, dropped)
             tasks = self._task_outputs(shared, inputs)
-        stacked = torch.cat([shared.unsqueeze(0), tasks])
-        return stacked.view(-1, *x.shape[1:-1], self.out_features)
+        shape = (*x.shape[:-1], self.out_features)
+        return shared.view(shape), tasks.view(-1, *shape[1:])
 
     def _add_shared_delta_(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``out += s B_s A_s rows`` (2-D, in place)."""
@@ -240,17 +242,18 @@ class MTLoRALinear(nn.Linear):
 
 
 class MTLoRABlock(SwinTransformerBlock):
-    """timm's Swin block answering the shared stream and one stream per task, stacked
-    ``[(1+T)*B, H, W, C]`` (the reference's last-block algebra)::
+    """timm's Swin block answering the shared stream and the task streams, as the pair
+    ``(shared (B, H, W, C), tasks (T*B, H, W, C), stacked task-major)``, by the reference's
+    last-block algebra::
 
         a   = z + DP(proj(o)),      a_t = z + DP(proj_t(o))
         out = a + DP(fc2(GELU(fc1(LN2(a))))),  out_t = a_t + DP(fc2_t(GELU(fc1_t(LN2(a_t)))))
 
     where proj_t, fc1_t, fc2_t are the task outputs of the MTLoRALinear layers (their frozen
-    product always from the shared input). The window attention o is computed once, by
-    timm's own ``_attn`` (shift, partition, qkv, bias and mask, reverse), whose ``proj`` answers
-    every stream. LN2, GELU and drop path run once on all streams; timm's DropPath draws per
-    row, so every stream gets its own draw, as in the reference.
+    product always from the shared input). The window attention o is computed once, and put
+    back into the image layout once, before ``proj``: proj acts per token, so its task outputs
+    need no window reversal of their own. The same LN2, GELU and drop path serve all streams;
+    timm's DropPath draws per row, so every stream gets its own draw, as in the reference.
     """
 
     @classmethod
@@ -261,16 +264,44 @@ class MTLoRABlock(SwinTransformerBlock):
         block.__class__ = cls
         return block
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        attn, mlp = self.attn, self.mlp
+        shared, tasks = attn.proj.forward_streams(self._attention(self.norm1(x)))
+        a = x + self.drop_path1(attn.proj_drop(shared))
+        a_tasks = (x + self.drop_path1(attn.proj_drop(tasks)).view(-1, *x.shape)).flatten(0, 1)
+        hidden = mlp.fc1.forward_streams(self.norm2(a), self.norm2(a_tasks))
+        hidden = [mlp.norm(mlp.drop1(mlp.act(h))) for h in hidden]
+        out, out_tasks = (mlp.drop2(h) for h in mlp.fc2.forward_streams(*hidden))
+        return a + self.drop_path2(out), a_tasks + self.drop_path2(out_tasks)
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The window attention of ``x`` before ``proj``, in the image layout: timm's
+        ``_attn`` (cyclic shift, padding, window partition, qkv, relative position bias and
+        shift mask, window reversal) with ``proj`` left out, on torch's fused attention."""
         batch, height, width, channels = x.shape
-        attended = self.drop_path1(self._attn(self.norm1(x)))  # every stream
-        a = (x + attended.view(-1, batch, height, width, channels)).flatten(0, 1)
-        streams = [batch, a.shape[0] - batch]  # split into (shared, tasks): one view each
-        mlp = self.mlp
-        hidden = mlp.fc1.forward_streams(*self.norm2(a).split(streams))
-        hidden = mlp.norm(mlp.drop1(mlp.act(hidden)))
-        out = mlp.drop2(mlp.fc2.forward_streams(*hidden.split(streams)))
-        return a + self.drop_path2(out)
+        shift, window = self.shift_size, self.window_size
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        pad_h, pad_w = (-height) % window[0], (-width) % window[1]
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        windows = window_partition(x, window).view(batch, -1, self.window_area, channels)
+        attn = self.attn
+        # (B, windows, N, 3C) -> q, k, v: (B, windows, heads, N, head_dim)
+        q, k, v = attn.qkv(windows).unflatten(-1, (3, attn.num_heads, -1)) \
+            .permute(3, 0, 1, 4, 2, 5).unbind(0)
+        bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
+        mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
+        if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
+            bias = bias + mask.unsqueeze(1)
+        o = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, scale=attn.scale,
+            dropout_p=attn.attn_drop.p if self.training else 0.0)
+        o = window_reverse(o.transpose(2, 3).reshape(-1, *window, channels), window,
+                           x.shape[1], x.shape[2])[:, :height, :width]
+        if any(shift):
+            o = torch.roll(o, shifts=shift, dims=(1, 2))
+        return o
 
 
 def _per_stage(option: str, value, valid, kind: str) -> List:

@@ -103,6 +103,11 @@ def reference_block(block, mode, z):
     return [a + y] + [a_t[t] + y_t[t] for t in TASKS]
 
 
+def streams(shared, tasks):
+    """[shared, task_1, ...] from a block's (shared, tasks stacked task-major) pair."""
+    return [shared, *tasks.chunk(len(TASKS))]
+
+
 # ---------------------------------------------------------------- tests
 @pytest.mark.parametrize('mode', ['matrix', 'matrixv2', 'addition'])
 @pytest.mark.parametrize('stage', [0, 2])  # stage 0: shifted windows; stage 2: one window
@@ -114,10 +119,11 @@ def test_last_block_matches_the_reference_algebra(mode, stage):
     resolution = 16 // 2 ** stage
     z = torch.randn(2, resolution, resolution, block.dim)
     with torch.no_grad():
-        streams = block(z)
+        shared, tasks = block(z)
         expected = reference_block(block, mode, z)
-    assert streams.shape == (2 * (1 + len(TASKS)), resolution, resolution, block.dim)
-    for got, want in zip(streams.chunk(1 + len(TASKS)), expected):
+    assert shared.shape == (2, resolution, resolution, block.dim)
+    assert tasks.shape == (2 * len(TASKS), resolution, resolution, block.dim)  # task-major
+    for got, want in zip(streams(shared, tasks), expected):
         assert (got - want).abs().max() < 1e-5
 
 
@@ -132,7 +138,7 @@ def test_last_block_gradients_match_the_reference_algebra(mode):
         loss = sum((w * out).sum() for w, out in zip(weights, outputs))
         return torch.autograd.grad(loss, [z] + params)
 
-    got = gradients(block(z).chunk(1 + len(TASKS)))
+    got = gradients(streams(*block(z)))
     want = gradients(reference_block(block, mode, z))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
@@ -166,10 +172,10 @@ def test_each_task_gets_its_own_pyramid_from_its_stream():
         # merge after the stage, the next stage continues from the shared stream only
         feats, expected = backbone.patch_embed(x), []
         for i, stage in enumerate(backbone.layers):
-            streams = stage.blocks(stage.downsample(feats)).chunk(1 + len(TASKS))
+            outputs = streams(*stage.blocks(stage.downsample(feats)))
             merge = backbone.layers[i + 1].downsample if i < 3 else torch.nn.Identity()
-            expected.append([merge(s).permute(0, 3, 1, 2) for s in streams])
-            feats = streams[0]
+            expected.append([merge(s).permute(0, 3, 1, 2) for s in outputs])
+            feats = outputs[0]
     for index, task in enumerate(TASKS, start=1):
         maps = pyramids[task]
         assert [tuple(m.shape) for m in maps] == [(2, 32, 8, 8), (2, 64, 4, 4),

@@ -41,10 +41,15 @@ def test_checkpointed_blocks_give_the_same_gradients(tiny_model, adapter):
 
     assert calls == [1, 2]  # the checkpointed block ran again in the backward pass
     assert grads[0].keys() == grads[1].keys()
-    backbone = [name for name in grads[0] if name.startswith('backbone.')]
+    # (MTLoRA's last shared-stream deltas reach no head: no gradient either way)
+    backbone = [name for name, grad in grads[0].items()
+                if name.startswith('backbone.') and grad is not None]
     assert backbone and all(grads[1][name] is not None for name in backbone)
     for name, grad in grads[0].items():
-        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+        if grad is None:
+            assert grads[1][name] is None, name
+        else:
+            torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
 

@@ -34,6 +34,10 @@ def _unwrap(state_dict):
     return state_dict
 
 
+def _as_streams(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
 def _nchw(tap):
     # An NCHW view of the NHWC tokens (channels-last memory, as the reference hands its
     # decoders the maps): no copy, and convolution heads run faster on it.
@@ -136,27 +140,29 @@ class SwinBackbone(BaseModule):
         if unknown:
             raise KeyError(f'SwinBackbone: no stream for task {unknown[0]!r}; the backbone '
                            f'was adapted for {self.stream_tasks}')
-        index = {task: i + 1 for i, task in enumerate(self.stream_tasks)}
-        return {task: [_nchw(streams[index[task]] if len(streams) > 1 else streams[0])
-                       for streams in taps]
-                for task in tasks}
+        per_task = [streams[1].split(x.shape[0]) if len(streams) > 1 else None
+                    for streams in taps]
+        pyramids = {}
+        for task in tasks:
+            index = self.stream_tasks.index(task)
+            pyramids[task] = [_nchw(streams[0] if split is None else split[index])
+                              for streams, split in zip(taps, per_task)]
+        return pyramids
 
     def _taps(self, x):
-        """The four taps (NHWC), each split into its streams along the batch.
-
-        A block may answer its batch stacked with task streams, stream-major
-        ([shared; task_1; ...], (1+T)*B rows): the merge after it runs on every stream at
-        once (PatchMerging is per sample), while the next stage continues from the shared
-        stream only, so task streams never cross stages."""
-        batch = x.shape[0]
+        """The four taps (NHWC), each as its streams: ``(shared,)``, or ``(shared, tasks)``
+        after a block that answers task streams (the pair of ``MTLoRABlock``: tasks stacked
+        task-major, T*B rows). The merge after such a block maps every stream (PatchMerging
+        is per sample), while the next stage continues from the shared stream only, so task
+        streams never cross stages."""
         x = self._blocks(self.layers[0], self.patch_embed(x))  # stage 0 has no merge in timm
         taps = []
         for stage in self.layers[1:]:
             # timm's merge opens the next stage; its output is "after stage i's merge"
-            streams = stage.downsample(x).split(batch)
+            streams = tuple(stage.downsample(s) for s in _as_streams(x))
             taps.append(streams)
             x = self._blocks(stage, streams[0])
-        taps.append(x.split(batch))
+        taps.append(_as_streams(x))
         return taps
 
     def init_weights(self):
