@@ -1,88 +1,151 @@
-"""adapterkit's MTLoRA against the reference implementation, measured back to back.
+"""adapterkit's MTLoRA against the reference implementation, measured side by side.
 
-    python benchmarks/compare_mtlora.py /path/to/MTLoRA [--threads 2] [--iters 3] [--out FILE]
+    python benchmarks/compare_mtlora.py /path/to/MTLoRA [--threads 2] [--iters 5] [--out FILE]
 
-Each measurement runs in a fresh process (`adapterkit bench` for adapterkit,
-`bench_reference_mtlora.py` for the reference), alternating between the two so both see the
-same machine load: Swin-T, shared rank 64, task rank 4, 448 px, batch 2:
+Swin-T, shared rank 64, task rank 4, 448 px, batch 2, random weights and data:
 
-- training step (forward, losses, backward, AdamW) with the four PASCAL tasks;
-- inference forward (adapterkit merged and unmerged; the reference cannot merge);
-- training step with 1 task (semseg) and with 5 (semseg, human_parts, sal, normals, edge).
+- step times: both models live in one process and their steps alternate (warm-up first), so
+  both see the same machine load; the median of ``iters`` steps each:
+  training (forward, the task losses, backward, AdamW) with the four PASCAL tasks, with 1
+  task (semseg) and with 5 (+ edge); inference forward, adapterkit merged and unmerged
+  (the reference cannot merge);
+- peak memory of a training step with the four tasks: one fresh process each
+  (`adapterkit bench`, `bench_reference_mtlora.py`), as both report it.
 
-Prints one JSON object per measurement, then a summary with the ratios (adapterkit /
-reference); ``--out`` also writes all of it as JSON.
+Prints the figures and the ratios (adapterkit / reference) as JSON; ``--out`` writes them.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
+import time
+
+import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
 CONFIG = 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py'
-FOUR = 'semseg,human_parts,sal,normals'
-RUNS = [  # (name, mode, tasks, merged)
-    ('train', 'train', FOUR, False),
-    ('infer', 'infer', FOUR, False),
-    ('infer_merged', 'infer', FOUR, True),
-    ('train_1_task', 'train', 'semseg', False),
-    ('train_5_tasks', 'train', FOUR + ',edge', False),
-]
+FOUR = ['semseg', 'human_parts', 'sal', 'normals']
 
 
-def run(command, threads):
+def models(checkout, tasks):
+    """(adapterkit model, reference model) for ``tasks``, random weights."""
+    from adapterkit.config import build_model, load_config
+    from bench_reference_mtlora import reference_model
+    cfg = load_config(osp.join(REPO, CONFIG))
+    cfg.model.backbone.pretrained = None
+    given = cfg.model.tasks
+    cfg.model.tasks = {t: given.get(t, {}) for t in tasks}
+    with contextlib.redirect_stdout(sys.stderr):  # the reference prints as it builds
+        reference = reference_model(checkout, tasks, 64, 4, False, 448)
+    return build_model(cfg), reference
+
+
+def step_of(model, forward, mode, tasks, images, targets):
+    if mode == 'infer':
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                forward(images)
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        logits = forward(images)
+        sum(task.loss_weight * task.loss(logits[name], targets[name])
+            for name, task in tasks.items()).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def alternate(steps, iters):
+    """Median seconds per step of each of ``steps``, run in turn after one warm-up each."""
+    times = {name: [] for name in steps}
+    for name, step in steps.items():
+        step()
+    for _ in range(iters):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(t), 4) for name, t in times.items()}
+
+
+def peak_memory(command, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f'{" ".join(command)} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout)['peak_memory_mb']
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('checkout', help='a checkout of github.com/scale-lab/MTLoRA')
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--iters', type=int, default=3)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--out', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
-    common = ['--threads', str(args.threads), '--iters', str(args.iters),
-              '--warmup', str(args.warmup), '--json']
-    results = {}
-    for name, mode, tasks, merged in RUNS:
-        ours = [sys.executable, '-m', 'adapterkit', 'bench', CONFIG, '--mode', mode,
-                '--tasks', tasks, *common] + (['--merged'] if merged else [])
-        results[f'adapterkit_{name}'] = run(ours, args.threads)
-        print(json.dumps(results[f'adapterkit_{name}']), flush=True)
-        if not merged:  # the reference cannot merge
-            reference = [sys.executable, osp.join(HERE, 'bench_reference_mtlora.py'),
-                         args.checkout, '--mode', mode, '--tasks', tasks, *common]
-            results[f'reference_{name}'] = run(reference, args.threads)
-            print(json.dumps(results[f'reference_{name}']), flush=True)
+    sys.path.insert(0, HERE)
+    import adapterkit  # noqa: F401
+    from adapterkit.engine.bench import random_targets
+    from adapterkit.tasks.base import build_tasks
+    torch.set_num_threads(args.threads)
+    images = torch.randn(2, 3, 448, 448)
 
-    def step(key):
-        return results[key]['step_s']
+    seconds = {}
+    for label, names in (('4_tasks', FOUR), ('1_task', FOUR[:1]), ('5_tasks', FOUR + ['edge'])):
+        tasks = build_tasks(names)
+        ours, reference = models(args.checkout, names)
+        targets = random_targets(tasks, 2, 448, 'cpu')
+        times = alternate({
+            'adapterkit': step_of(ours, lambda x: ours(x, mode='tensor'), 'train', tasks,
+                                  images, targets),
+            'reference': step_of(reference, reference, 'train', tasks, images, targets),
+        }, args.iters)
+        seconds.update({f'{k}_train_{label}': v for k, v in times.items()})
+        if label == '4_tasks':
+            unmerged = step_of(ours, lambda x: ours(x, mode='tensor'), 'infer', tasks, images,
+                               targets)
+            times = alternate({'adapterkit': unmerged,
+                               'reference': step_of(reference, reference, 'infer', tasks,
+                                                    images, targets)}, args.iters)
+            seconds.update({f'{k}_infer': v for k, v in times.items()})
+            ours.merge_adapters()
+            seconds['adapterkit_infer_merged'] = alternate({'merged': unmerged},
+                                                           args.iters)['merged']
+        print(json.dumps(seconds), flush=True)
+        del ours, reference
 
-    summary = dict(
-        train_ratio=step('adapterkit_train') / step('reference_train'),
-        memory_ratio=(results['adapterkit_train']['peak_memory_mb']
-                      / results['reference_train']['peak_memory_mb']),
-        merged_infer_ratio=step('adapterkit_infer_merged') / step('reference_infer'),
-        unmerged_infer_ratio=step('adapterkit_infer') / step('reference_infer'),
-        added_1_to_5_tasks_s=dict(
-            adapterkit=step('adapterkit_train_5_tasks') - step('adapterkit_train_1_task'),
-            reference=step('reference_train_5_tasks') - step('reference_train_1_task')))
-    added = summary['added_1_to_5_tasks_s']
-    summary['added_1_to_5_tasks_ratio'] = added['adapterkit'] / added['reference']
-    summary['load_average'] = os.getloadavg()
-    print(json.dumps(dict(summary=summary), indent=2))
+    common = ['--threads', str(args.threads), '--iters', '1', '--warmup', '1', '--json']
+    memory = dict(
+        adapterkit=peak_memory([sys.executable, '-m', 'adapterkit', 'bench', CONFIG,
+                                *common], args.threads),
+        reference=peak_memory([sys.executable, osp.join(HERE, 'bench_reference_mtlora.py'),
+                               args.checkout, *common], args.threads))
+    added = {impl: seconds[f'{impl}_train_5_tasks'] - seconds[f'{impl}_train_1_task']
+             for impl in ('adapterkit', 'reference')}
+    ratios = dict(
+        train=seconds['adapterkit_train_4_tasks'] / seconds['reference_train_4_tasks'],
+        peak_memory=memory['adapterkit'] / memory['reference'],
+        merged_infer=seconds['adapterkit_infer_merged'] / seconds['reference_infer'],
+        unmerged_infer=seconds['adapterkit_infer'] / seconds['reference_infer'],
+        added_1_to_5_tasks=added['adapterkit'] / added['reference'])
+    result = dict(seconds=seconds, peak_memory_mb=memory, added_1_to_5_tasks_s=added,
+                  ratios={k: round(v, 3) for k, v in ratios.items()},
+                  threads=args.threads, load_average=os.getloadavg())
+    print(json.dumps(result, indent=2))
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(results=results, summary=summary), f, indent=2)
+            json.dump(result, f, indent=2)
     return 0
 
 
