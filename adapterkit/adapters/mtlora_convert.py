@@ -98,8 +98,8 @@ def convert_checkpoint(path: str, out: str, config: Optional[str] = None) -> Dic
     meta = dict(converted_from=osp.abspath(path), source='scale-lab/MTLoRA')
     if config is not None:
         from ..config import build_model
-        from ..models.checkpoint import _check_keys
-        _check_keys(path, converted, build_model(config).state_dict())
+        from ..models.checkpoint import check_keys
+        check_keys(path, converted, build_model(config).state_dict())
         meta['config'] = config
     tmp = f'{out}.tmp'
     torch.save(dict(state_dict=converted, meta=meta), tmp)

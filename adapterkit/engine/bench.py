@@ -100,7 +100,7 @@ def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.dev
     time and the peak memory of the timed steps (see the module docstring)."""
     for _ in range(warmup):
         step()
-    reset = _reset_peak_memory(device)
+    reset = reset_peak_memory(device)
     times = []
     for _ in range(iters):
         _sync(device)
@@ -108,7 +108,7 @@ def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.dev
         step()
         _sync(device)
         times.append(time.perf_counter() - start)
-    peak, how = _peak_memory(device)
+    peak, how = peak_memory(device)
     if not reset:
         how += ', since the process started'
     return dict(step_s=round(statistics.median(times), 4),
@@ -121,7 +121,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _reset_peak_memory(device: torch.device) -> bool:
+def reset_peak_memory(device: torch.device) -> bool:
     """Start a new peak; False where the kernel does not allow it."""
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -134,7 +134,7 @@ def _reset_peak_memory(device: torch.device) -> bool:
         return False
 
 
-def _peak_memory(device: torch.device):
+def peak_memory(device: torch.device):
     """(bytes, how they were measured)."""
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device), 'torch.cuda.max_memory_allocated'

@@ -600,8 +600,8 @@ class RunMonitorHook(Hook):
         self.stats.update(checkpoint.get('meta', {}).get(STATS_KEY) or {})
 
     def before_train(self, runner):
-        from .bench import _reset_peak_memory
-        _reset_peak_memory(self.device)
+        from .bench import reset_peak_memory
+        reset_peak_memory(self.device)
         self._start = (time.perf_counter(), runner.iter)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
@@ -628,8 +628,8 @@ class RunMonitorHook(Hook):
         self._last = time.perf_counter()  # validation is not training time
 
     def before_save_checkpoint(self, runner, checkpoint):
-        from .bench import _peak_memory
-        peak = _peak_memory(self.device)[0] / 2**20
+        from .bench import peak_memory
+        peak = peak_memory(self.device)[0] / 2**20
         self.stats['peak_memory_mb'] = round(max(self.stats['peak_memory_mb'], peak), 1)
         checkpoint.setdefault('meta', {})[STATS_KEY] = dict(self.stats)
 

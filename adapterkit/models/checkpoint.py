@@ -104,7 +104,7 @@ def load_adapter(model: nn.Module, path: str) -> None:
         raise ValueError(f'{path}: a {metadata[FORMAT_KEY]} export, not an adapter-only file')
     pretrained = _pretrained_file(model)
     state = load_file(path, device='cpu')
-    _check_keys(path, state, adapter_state_dict(model))
+    check_keys(path, state, adapter_state_dict(model))
     model.backbone.load_pretrained(pretrained)
     model.load_state_dict(state, strict=False)
 
@@ -119,7 +119,7 @@ def load_weights(model: nn.Module, path: str) -> None:
         raise FileNotFoundError(f'checkpoint not found: {path}')
     checkpoint = load_checkpoint_file(path, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint)
-    _check_keys(path, state, model.state_dict())
+    check_keys(path, state, model.state_dict())
     model.load_state_dict(state)
 
 
@@ -132,23 +132,23 @@ def _pretrained_file(model: nn.Module) -> str:
     return pretrained
 
 
-def _check_keys(path: str, state: Dict[str, torch.Tensor],
-                expected: Dict[str, torch.Tensor]) -> None:
-    """One error line naming the file and the keys that do not fit."""
+def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor],
+               target: str = 'the model of the config') -> None:
+    """One error line naming the file and the keys (up to 5 of each kind) that do not fit."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(state)
                         if expected[k].shape != state[k].shape)
     problems = []
     if missing:
-        problems.append(f'{len(missing)} missing keys: {", ".join(missing[:3])}')
+        problems.append(f'{len(missing)} missing keys: {", ".join(missing[:5])}')
     if unexpected:
-        problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:3])}')
+        problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:5])}')
     if mismatched:
         problems.append(f'{len(mismatched)} shape mismatches (file vs model): ' + ', '.join(
-            f'{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}' for k in mismatched[:3]))
+            f'{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}' for k in mismatched[:5]))
     if problems:
-        raise ValueError(f'{path}: does not fit the model of the config: ' + '; '.join(problems))
+        raise ValueError(f'{path}: does not fit {target}: ' + '; '.join(problems))
 
 
 def _write(state: Dict[str, torch.Tensor], path: str, kind: str,

@@ -15,6 +15,7 @@ from timm.models import checkpoint_seq
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
 from adapterkit.compat import load_checkpoint_file
+from adapterkit.models.checkpoint import check_keys
 from adapterkit.registry import MODELS
 
 # A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the
@@ -212,22 +213,7 @@ class SwinBackbone(BaseModule):
         state_dict = self.convert_state_dict(flat)
 
         own = {k: v for k, v in self.state_dict().items() if k in self._pretrained_keys}
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        mismatched = sorted(k for k in set(own) & set(state_dict)
-                            if own[k].shape != state_dict[k].shape)
-        problems = []
-        if missing:
-            problems.append(f'{len(missing)} missing keys: {", ".join(missing[:5])}')
-        if unexpected:
-            problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:5])}')
-        if mismatched:
-            shapes = ', '.join(f'{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
-                               for k in mismatched[:5])
-            problems.append(f'{len(mismatched)} shape mismatches (file vs model): {shapes}')
-        if problems:
-            raise ValueError(f'{path}: checkpoint does not fit SwinBackbone({self.arch!r}): '
-                             + '; '.join(problems))
+        check_keys(path, state_dict, own, f'SwinBackbone({self.arch!r})')
 
         self.load_state_dict(state_dict, strict=False)
         MMLogger.get_current_instance().info(
