@@ -20,6 +20,7 @@ from torch import nn
 
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns, as_pattern_list
+from .dropout import LoRADropout
 
 #: The four linears of every Swin block: attention qkv and proj, MLP fc1 and fc2. Anchored,
 #: so SwinV2's extra linears (``attn.cpb_mlp.*``) are not hit.
@@ -38,7 +39,7 @@ class LoRALayer:
         self.lora_A = nn.Parameter(torch.empty(a_shape, **like))
         self.lora_B = nn.Parameter(torch.zeros(b_shape, **like))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.lora_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.lora_dropout = LoRADropout(dropout) if dropout else nn.Identity()
         self.merged = False
 
     def delta_weight(self) -> torch.Tensor:
