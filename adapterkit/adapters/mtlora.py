@@ -34,6 +34,8 @@ from torch import nn
 
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns
+from .dropout import LoRADropout
+from .mtlora_ops import task_down, task_hidden_down, task_up
 
 SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')
 NUM_STAGES = 4
@@ -66,18 +68,6 @@ def _stack_ranks(matrices: List[torch.Tensor], rank_dim: int) -> torch.Tensor:
         padded.append(F.pad(m, (0, missing) if rank_dim == 1 else (0, 0, 0, missing))
                       if missing else m)
     return torch.stack(padded)
-
-
-class _LeanDropout(nn.Dropout):
-    """``nn.Dropout`` whose backward keeps a bool mask (1 byte per element) where torch's CPU
-    dropout keeps a float one: LoRA dropout runs on the input of every adapted layer, so this
-    saves about 230 MB of a Swin-T training step at 448 px, batch 2."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        dropped = torch.empty_like(x, dtype=torch.bool).bernoulli_(self.p)
-        return x.mul(1 / (1 - self.p)).masked_fill_(dropped, 0)
 
 
 class MTLoRALinear(nn.Linear):
@@ -135,7 +125,7 @@ class MTLoRALinear(nn.Linear):
             scales = {t: _scale(task_scales[t], trainable_scales, weight) for t in self.tasks}
             self.lora_task_scale = nn.ParameterDict(scales.items()) if trainable_scales \
                 else scales
-        self.lora_dropout = _LeanDropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout = LoRADropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.train(linear.training)
 
@@ -162,46 +152,62 @@ class MTLoRALinear(nn.Linear):
             x_tasks: the task inputs stacked task-major (T*B, ..., in), or None for
                 ``u_t = dropout(x)``.
         """
-        rows = x.reshape(-1, self.in_features)
-        frozen = F.linear(rows, self.weight, self.bias)  # P (+ the shared delta if merged)
-        dropped = self.lora_dropout(rows)
+        shared, base, dropped = self.shared_and_base(x.reshape(-1, self.in_features))
         inputs = dropped if x_tasks is None else x_tasks.reshape(len(self.tasks), -1,
                                                                   self.in_features)
-        # the task outputs read `frozen` before the shared delta goes into it in place
-        if self.shared_mode == 'addition':
-            tasks = self._task_outputs(frozen, inputs)
-            shared = frozen.add_(self.lora_norm(tasks.sum(0)))
-        elif self.shared_mode == 'matrix':
-            tasks = self._task_outputs(frozen, inputs)
-            shared = self._add_shared_delta_(frozen, dropped)
-        else:  # 'matrixv2': the task outputs contain the shared delta too
-            shared = frozen if self.merged else self._add_shared_delta_(frozen, dropped)
-            tasks = self._task_outputs(shared, inputs)
+        tasks = self.task_outputs(base, self.task_low(inputs))
+        if self.shared_mode == 'addition':  # base is P, which no one keeps: in place
+            shared = shared.add_(self.lora_norm(tasks.sum(0)))
         shape = (*x.shape[:-1], self.out_features)
         return shared.view(shape), tasks.view(-1, *shape[1:])
 
-    def _add_shared_delta_(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``out += s B_s A_s rows`` (2-D, in place)."""
+    def shared_and_base(self, rows: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(shared output, base of the task outputs, dropout(rows))`` for 2-D rows. The
+        base is ``P = W x + b`` ('matrix', 'addition') or the shared output ('matrixv2');
+        in 'addition' the shared output is P until ``forward_streams`` completes it."""
+        frozen = F.linear(rows, self.weight, self.bias)  # P (+ the shared delta if merged)
+        dropped = self.lora_dropout(rows)
+        if self.shared_mode == 'addition':
+            return frozen, frozen, dropped
+        if self.shared_mode == 'matrix':  # the tasks read P itself: the shared output is new
+            return self._add_shared_delta(frozen, dropped), frozen, dropped
+        shared = frozen if self.merged else self._add_shared_delta_(frozen, dropped)
+        return shared, shared, dropped
+
+    def _shared_delta_factors(self, rows: torch.Tensor, dtype: torch.dtype):
         low = F.linear(rows, self.lora_shared_A)
         up = self.lora_shared_B * self.lora_shared_scale  # scaling the smallest tensor
         # in-place addmm is outside autocast: cast to the output's (autocast) dtype
-        return out.addmm_(low.to(out.dtype), up.t().to(out.dtype))
+        return low.to(dtype), up.t().to(dtype)
 
-    def _task_outputs(self, base: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """``base + s_t B_t A_t u_t`` of every task, (T, M, out), from two batched products
-        for all tasks. ``inputs`` is (T, M, in), one input per task, or (M, in), the one
-        input every task reads."""
-        count = len(self.tasks)
-        down = _stack_ranks([self.lora_tasks_A[t] for t in self.tasks], rank_dim=0)
-        up = _stack_ranks([self.lora_tasks_B[t] * self.lora_task_scale[t]
-                           for t in self.tasks], rank_dim=1)
-        if inputs.dim() == 3:
-            low = torch.bmm(inputs, down.transpose(1, 2))
-        else:  # one product against all tasks' A at once, then split by task
-            low = F.linear(inputs, down.flatten(0, 1)).view(len(inputs), count, -1)
-            low = low.transpose(0, 1)
-        return torch.baddbmm(base.expand(count, -1, -1), low.to(base.dtype),
-                             up.transpose(1, 2).to(base.dtype))
+    def _add_shared_delta_(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``out += s B_s A_s rows`` (2-D, in place)."""
+        return out.addmm_(*self._shared_delta_factors(rows, out.dtype))
+
+    def _add_shared_delta(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``out + s B_s A_s rows`` (2-D)."""
+        return torch.addmm(out, *self._shared_delta_factors(rows, out.dtype))
+
+    @property
+    def task_down_matrix(self) -> torch.Tensor:
+        """The tasks' A, stacked (T, r, in); smaller ranks zero-padded to the largest."""
+        return _stack_ranks([self.lora_tasks_A[t] for t in self.tasks], rank_dim=0)
+
+    @property
+    def task_up_matrix(self) -> torch.Tensor:
+        """The tasks' s_t B_t, stacked (T, out, r)."""
+        return _stack_ranks([self.lora_tasks_B[t] * self.lora_task_scale[t]
+                             for t in self.tasks], rank_dim=1)
+
+    def task_low(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``A_t u_t`` of every task, (T, M, r), from inputs (T, M, in), one per task, or
+        (M, in), the one input every task reads."""
+        return task_down(inputs, self.task_down_matrix)
+
+    def task_outputs(self, base: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """``base + s_t B_t low_t`` of every task, (T, M, out)."""
+        return task_up(base, low, self.task_up_matrix)
 
     # ------------------------------------------------------------------ merging
     def shared_delta_weight(self) -> torch.Tensor:
@@ -269,10 +275,29 @@ class MTLoRABlock(SwinTransformerBlock):
         shared, tasks = attn.proj.forward_streams(self._attention(self.norm1(x)))
         a = x + self.drop_path1(attn.proj_drop(shared))
         a_tasks = (x + self.drop_path1(attn.proj_drop(tasks)).view(-1, *x.shape)).flatten(0, 1)
-        hidden = mlp.fc1.forward_streams(self.norm2(a), self.norm2(a_tasks))
-        hidden = [mlp.norm(mlp.drop1(mlp.act(h))) for h in hidden]
-        out, out_tasks = (mlp.drop2(h) for h in mlp.fc2.forward_streams(*hidden))
+        out, out_tasks = self._mlp(self.norm2(a), self.norm2(a_tasks))
         return a + self.drop_path2(out), a_tasks + self.drop_path2(out_tasks)
+
+    def _mlp(self, x: torch.Tensor, x_tasks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """fc1, GELU and fc2 of both streams. The task streams go from fc1's low-rank term
+        to fc2's through ``task_hidden_down``, which keeps their hidden layer (the widest
+        tensors of the block, T x 4C per token) out of memory. 'addition' needs the task
+        hidden layers themselves (their sum enters the shared stream), as does an MLP
+        with a hidden norm or dropout: those take the layers' ``forward_streams``."""
+        mlp = self.mlp
+        fc1, fc2 = mlp.fc1, mlp.fc2
+        if (fc1.shared_mode == 'addition' or type(mlp.act) is not nn.GELU
+                or not isinstance(mlp.norm, nn.Identity) or mlp.drop1.p > 0):
+            hidden = fc1.forward_streams(x, x_tasks)
+            hidden = [mlp.norm(mlp.drop1(mlp.act(h))) for h in hidden]
+            return tuple(mlp.drop2(h) for h in fc2.forward_streams(*hidden))
+        hidden, base, _ = fc1.shared_and_base(x.reshape(-1, fc1.in_features))
+        low = fc1.task_low(x_tasks.reshape(len(fc1.tasks), -1, fc1.in_features))
+        low = task_hidden_down(base, low, fc1.task_up_matrix, fc2.task_down_matrix,
+                               mlp.act.approximate)
+        out, base, _ = fc2.shared_and_base(mlp.act(hidden))
+        out_tasks = fc2.task_outputs(base, low)
+        return mlp.drop2(out.view(x.shape)), mlp.drop2(out_tasks.view(x_tasks.shape))
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """The window attention of ``x`` before ``proj``, in the image layout: timm's

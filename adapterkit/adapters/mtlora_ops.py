@@ -1,0 +1,157 @@
+"""The batched products of MTLoRA's task streams, with hand-written backward passes.
+
+T task streams of M rows each are stacked task-major, (T, M, features). A task's low-rank
+term is ``up_t (down_t u_t)`` with rank r (4 in the released configurations), and autograd's
+own gradients of these batched products are slow on CPU in two places: the gradient of
+``down`` multiplies (in, M) by (M, r) batches, 6x slower than the (r, M) by (M, in) used
+here, and products whose inner dimension is r run 2x faster as one GEMM per task than as
+one batched call. ``task_hidden_down`` also keeps the widest tensors of a task stream out of
+memory and in cache (see there). All three run in the dtype of their inputs, outside autocast.
+
+Shapes: base (M, out); inputs (T, M, in), or (M, in) read by every task; down (T, r, in);
+up (T, out, r); low (T, M, r).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def _no_autocast(tensor: torch.Tensor):
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
+def _up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``base + up_t low_t`` of every task: one GEMM per task into the output."""
+    out = base.new_empty(len(low), *base.shape)
+    for task in range(len(low)):
+        torch.addmm(base, low[task], up[task].t(), out=out[task])
+    return out
+
+
+def _up_backward(grad, low, up, need_base=True):
+    """Gradients of ``_up``: (base, low, up)."""
+    grad_low = torch.bmm(grad, up)
+    grad_up = torch.bmm(low.transpose(1, 2), grad).transpose(1, 2)
+    return (grad.sum(0) if need_base else None), grad_low, grad_up
+
+
+class _TaskDown(torch.autograd.Function):
+    """low_t = down_t u_t."""
+
+    @staticmethod
+    def forward(ctx, inputs, down):
+        ctx.save_for_backward(inputs, down)
+        with _no_autocast(inputs):
+            if inputs.dim() == 3:
+                return torch.bmm(inputs, down.transpose(1, 2))
+            # one product against all tasks' down at once, then split by task
+            low = F.linear(inputs, down.flatten(0, 1)).view(len(inputs), len(down), -1)
+            return low.transpose(0, 1).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_low):
+        inputs, down = ctx.saved_tensors
+        count, rows, rank = grad_low.shape
+        grad_inputs = None
+        with _no_autocast(grad_low):
+            if inputs.dim() == 3:
+                grad_down = torch.bmm(grad_low.transpose(1, 2), inputs)
+                if ctx.needs_input_grad[0]:
+                    grad_inputs = inputs.new_empty(inputs.shape)
+                    for task in range(count):
+                        torch.mm(grad_low[task], down[task], out=grad_inputs[task])
+            else:
+                grad_down = (grad_low.transpose(1, 2).reshape(count * rank, rows) @ inputs
+                             ).view(count, rank, -1)
+                if ctx.needs_input_grad[0]:
+                    grad_inputs = (grad_low.transpose(0, 1).reshape(rows, count * rank)
+                                   @ down.flatten(0, 1))
+        return grad_inputs, grad_down
+
+
+class _TaskUp(torch.autograd.Function):
+    """base + up_t low_t."""
+
+    @staticmethod
+    def forward(ctx, base, low, up):
+        ctx.save_for_backward(low, up)
+        with _no_autocast(base):
+            return _up(base, low, up)
+
+    @staticmethod
+    def backward(ctx, grad):
+        low, up = ctx.saved_tensors
+        with _no_autocast(grad):
+            return _up_backward(grad.contiguous(), low, up, ctx.needs_input_grad[0])
+
+
+def _row_chunks(rows: int, width: int, element_size: int):
+    """Row slices whose (rows, width) blocks fit the cache (2 MB)."""
+    step = max(1, (2 << 20) // (width * element_size))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+class _TaskHiddenDown(torch.autograd.Function):
+    """low2_t = down2_t act(base + up1_t low1_t), in cache-sized blocks of rows, saving
+    only its inputs: the (T, M, hidden) layer never exists whole, in either pass."""
+
+    @staticmethod
+    def forward(ctx, base, low, up, down, approximate):
+        ctx.save_for_backward(base, low, up, down)
+        ctx.approximate = approximate
+        with _no_autocast(base):
+            out = base.new_empty(len(low), low.shape[1], down.shape[1])
+            for task in range(len(low)):
+                for rows in _row_chunks(*base.shape, base.element_size()):
+                    pre = torch.addmm(base[rows], low[task, rows], up[task].t())
+                    hidden = torch.ops.aten.gelu_(pre, approximate=approximate)
+                    torch.mm(hidden, down[task].t(), out=out[task, rows])
+            return out
+
+    @staticmethod
+    def backward(ctx, grad_low2):
+        base, low, up, down = ctx.saved_tensors
+        approximate = ctx.approximate
+        with _no_autocast(grad_low2):
+            grad_low2 = grad_low2.contiguous()
+            grad_base = torch.zeros_like(base) if ctx.needs_input_grad[0] else None
+            grad_low = torch.empty_like(low)
+            grad_up_t = up.new_zeros(up.shape[0], up.shape[2], up.shape[1])  # (T, r, out)
+            grad_down = torch.zeros_like(down)
+            for task in range(len(low)):
+                for rows in _row_chunks(*base.shape, base.element_size()):
+                    pre = torch.addmm(base[rows], low[task, rows], up[task].t())  # again
+                    hidden = F.gelu(pre, approximate=approximate)
+                    grad_out = grad_low2[task, rows]
+                    grad_down[task].addmm_(grad_out.t(), hidden)
+                    grad_pre = torch.ops.aten.gelu_backward(grad_out @ down[task], pre,
+                                                            approximate=approximate)
+                    if grad_base is not None:
+                        grad_base[rows] += grad_pre
+                    torch.mm(grad_pre, up[task], out=grad_low[task, rows])
+                    grad_up_t[task].addmm_(low[task, rows].t(), grad_pre)
+        return grad_base, grad_low, grad_up_t.transpose(1, 2), grad_down, None
+
+
+def task_down(inputs: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """``down_t u_t`` of every task, (T, M, r), in autocast's dtype where it is on."""
+    device = inputs.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) \
+        else inputs.dtype
+    return _TaskDown.apply(inputs.to(dtype), down.to(dtype))
+
+
+def task_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``base + up_t low_t`` of every task, (T, M, out)."""
+    return _TaskUp.apply(base, low.to(base.dtype), up.to(base.dtype))
+
+
+def task_hidden_down(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor,
+                     down: torch.Tensor, approximate: str = 'none') -> torch.Tensor:
+    """``down2_t GELU(base + up1_t low1_t)``, (T, M, r2): the task streams of an MLP from
+    fc1's low-rank term to fc2's, where the hidden layer is widest. The hidden layer is
+    computed in cache-sized blocks of rows, in forward and again in backward, so it never
+    exists whole: two (T, M, hidden) tensors per MLP less in memory, and the GELU and its
+    gradient run on blocks in cache instead of streaming them through memory."""
+    dtype = base.dtype
+    return _TaskHiddenDown.apply(base, low.to(dtype), up.to(dtype), down.to(dtype),
+                                 approximate)
