@@ -1,9 +1,15 @@
 """Surface normals (unit vectors; ignored pixels hold 255 in every channel)."""
 import numpy as np
-import torch.nn.functional as F
+import torch
 
 from ..registry import TASKS
 from .base import Task, as_numpy, masked_mean
+
+
+def unit_vectors(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize(x, dim=1)``: x / max(|x|, eps) over channels. Spelled out, as torch's
+    vector norm over the channels of an NCHW map is 7x slower on CPU (a strided reduction)."""
+    return x / x.pow(2).sum(1, keepdim=True).clamp_min(eps * eps).sqrt()
 
 
 @TASKS.register_module(name='normals')
@@ -26,12 +32,12 @@ class Normals(Task):
     bins_per_degree = 10
 
     def loss(self, logits, target):
-        pred = F.normalize(logits, p=2, dim=1)
+        pred = unit_vectors(logits)
         # Mean over valid elements (3 per valid pixel), as the reference.
         return masked_mean((pred - target).abs(), target != self.ignore_index)
 
     def decode(self, logits):
-        return F.normalize(logits, p=2, dim=1)
+        return unit_vectors(logits)
 
     def process(self, pred, target):
         pred = as_numpy(pred).reshape(3, -1).astype(np.float64)

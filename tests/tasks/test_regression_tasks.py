@@ -29,6 +29,20 @@ def test_normals_decode_is_unit_vectors():
     assert pred.flatten().tolist() == pytest.approx([0.6, 0.0, 0.8])
 
 
+def test_normals_unit_vectors_equal_torch_normalize_and_its_gradient():
+    logits = torch.randn(2, 3, 5, 7)
+    logits[0, :, 0, 0] = 0  # a zero vector stays zero, as in F.normalize
+    logits.requires_grad_()
+    weight = torch.randn(2, 3, 5, 7)
+    got = Normals().decode(logits)
+    got_grad, = torch.autograd.grad((got * weight).sum(), logits)
+    want = torch.nn.functional.normalize(logits, dim=1)
+    want_grad, = torch.autograd.grad((want * weight).sum(), logits)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_grad, want_grad)
+    assert torch.all(got[0, :, 0, 0] == 0)
+
+
 def normal_image(pairs):
     """(pred, target) images of shape (3, 1, N) from a list of (pred, target) vectors."""
     pred = torch.tensor([p for p, _ in pairs], dtype=torch.float32).T.reshape(3, 1, -1)

@@ -41,6 +41,21 @@ class HRNetHead(BaseModule):
     def forward(self, feats):
         maps = [conv(feat) for conv, feat in zip(self.downsample, feats)]
         size = maps[0].shape[-2:]
-        maps = [maps[0]] + [F.interpolate(m, size=size, mode='bilinear', align_corners=False)
-                            for m in maps[1:]]
-        return self.last_layer(torch.cat(maps, dim=1))
+        # The first 1x1 conv of last_layer, on cat(maps upsampled to `size`), is linear, and
+        # so is bilinear upsampling: each map group of one resolution is mapped to the
+        # hidden width first and upsampled after, the same sum at a fraction of the cost
+        # (about 7x fewer products at 448 px, where three maps are 2x and 4x smaller).
+        first = self.last_layer[0]
+        weights = first.weight.split([m.shape[1] for m in maps], dim=1)
+        by_size = {}
+        for m, weight in zip(maps, weights):
+            by_size.setdefault(tuple(m.shape[-2:]), []).append((m, weight))
+        hidden = None
+        for group_size, group in by_size.items():
+            part = F.conv2d(torch.cat([m for m, _ in group], dim=1),
+                            torch.cat([w for _, w in group], dim=1))
+            if group_size != tuple(size):
+                part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
+            hidden = part if hidden is None else hidden.add_(part)
+        hidden = hidden.add_(first.bias.view(-1, 1, 1))
+        return self.last_layer[1:](hidden)
