@@ -291,9 +291,19 @@ def _user_errors():
             NotMergeableError)
 
 
+# Commands that train or evaluate; on CPU they keep freed memory (engine/cpu_malloc.py).
+_COMPUTING = ('train', 'test', 'bench', 'compare', 'demo')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in _COMPUTING:
+            import torch
+
+            from .engine.cpu_malloc import configure_cpu_malloc
+            if not torch.cuda.is_available():
+                configure_cpu_malloc()
         return args.func(args)
     except _user_errors() as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -3,7 +3,8 @@ measures adapterkit, so both figures come from one machine and one method.
 
     python benchmarks/bench_reference_mtlora.py /path/to/MTLoRA [--mode train|infer]
         [--rank 64] [--task-rank 4] [--plus] [--tasks semseg,human_parts,sal,normals]
-        [--batch 2] [--img 448] [--iters 3] [--warmup 1] [--threads 2] [--json]
+        [--batch 2] [--img 448] [--iters 3] [--warmup 1] [--threads 2]
+        [--cpu-malloc system|retain] [--json]
 
 It imports the reference's own Swin (``models/swin_transformer_mtlora.py``) and multi-task
 wrapper (``models/swin_mtl.py``) from the given checkout, configured as its released Swin-T
@@ -85,17 +86,22 @@ def main(argv=None) -> int:
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int)
+    parser.add_argument('--cpu-malloc', choices=['system', 'retain'], default='system',
+                        help="glibc's allocator on CPU: as the reference runs (system), or "
+                             "as adapterkit's CPU runs set it (retain)")
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
 
     import adapterkit  # noqa: F401  (task losses and the measuring code)
     from adapterkit.engine.bench import measure, random_targets
+    from adapterkit.engine.cpu_malloc import configure_cpu_malloc
     from adapterkit.tasks.base import build_tasks
 
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = build_tasks(args.tasks.split(','))
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    cpu_malloc = configure_cpu_malloc(args.cpu_malloc) if device.type == 'cpu' else None
     with contextlib.redirect_stdout(sys.stderr):  # the reference prints as it builds
         model = reference_model(args.checkout, list(tasks), args.rank, args.task_rank,
                                 args.plus, args.img).to(device)
@@ -123,7 +129,8 @@ def main(argv=None) -> int:
     figures = measure(step, args.iters, args.warmup, device)
     result = dict(implementation='scale-lab/MTLoRA', mode=args.mode, rank=args.rank,
                   task_rank=args.task_rank, plus=args.plus, device=str(device),
-                  threads=torch.get_num_threads(), batch=args.batch, img=args.img,
+                  threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=args.batch,
+                  img=args.img,
                   tasks=list(tasks), trainable=sum(p.numel() for p in model.parameters()
                                                    if p.requires_grad),
                   images_per_s=round(args.batch / figures['step_s'], 3), **figures)

@@ -13,7 +13,9 @@ step is synchronised). Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over
 steps; on CPU, the process's peak resident set size (``VmHWM`` in /proc/self/status), reset
 before the timed steps where the kernel allows it (/proc/self/clear_refs), so it is the peak
 of a steady-state step: weights, optimizer state, activations and the torch runtime.
-Python-level tracers (tracemalloc) do not see torch's allocations.
+Python-level tracers (tracemalloc) do not see torch's allocations. On CPU the figures are
+taken with glibc's allocator set as adapterkit's CPU runs set it (``cpu_malloc`` in the result,
+see ``cpu_malloc.py``).
 """
 import statistics
 import time
@@ -45,6 +47,7 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
           cfg_options: Optional[dict] = None) -> dict:
     """Measure one config; returns the figures as a dict (see the module docstring)."""
     from ..config import build_model, load_config
+    from .cpu_malloc import configure_cpu_malloc
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     if merged and mode != 'infer':
@@ -64,6 +67,7 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
         cfg.model.tasks = {name: given.get(name, {}) if isinstance(given, dict) else {}
                            for name in tasks}
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    cpu_malloc = configure_cpu_malloc() if device.type == 'cpu' else None
     model = build_model(cfg).to(device)
     size = backbone.img_size if isinstance(backbone.img_size, int) else backbone.img_size[0]
     inputs = torch.randn(batch, 3, size, size, device=device)
@@ -90,7 +94,8 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
 
     figures = measure(step, iters, warmup, device)
     return dict(config=config, mode=mode, merged=merged, device=str(device),
-                threads=torch.get_num_threads(), batch=batch, img=size, tasks=list(model.tasks),
+                threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=batch, img=size,
+                tasks=list(model.tasks),
                 iters=iters, warmup=warmup, images_per_s=round(batch / figures['step_s'], 3),
                 **figures)
 
@@ -150,7 +155,8 @@ def format_report(result: dict) -> str:
     return '\n'.join([
         f"{result['config']}: {result['mode']}{merged}, batch {result['batch']}, "
         f"{result['img']} px, {len(result['tasks'])} tasks ({', '.join(result['tasks'])}), "
-        f"{result['device']} ({result['threads']} threads)",
+        f"{result['device']} ({result['threads']} threads"
+        + (f", malloc {result['cpu_malloc']})" if result['cpu_malloc'] else ')'),
         f"  step         {result['step_s']:.3f} s  (median of {result['iters']})",
         f"  throughput   {result['images_per_s']:.2f} img/s",
         f"  peak memory  {result['peak_memory_mb']:,.0f} MB  ({result['memory_measure']})",
