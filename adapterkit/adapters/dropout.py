@@ -9,6 +9,7 @@ Bernoulli(p) process are exactly the partial sums of independent Geometric(p) ga
 flat positions. On CUDA torch's fused dropout is already fast and is used as it is.
 """
 import math
+from typing import Callable, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +52,46 @@ class LoRADropout(nn.Dropout):
     """``nn.Dropout`` for the input of a LoRA branch (same distribution and scaling)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.draw(x)[0]
+
+    def draw(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
+        """``(dropout(x), redo)``: ``redo(y)`` drops the same elements of a tensor y shaped
+        like x (to recompute the dropped input in backward instead of keeping it)."""
         if not self.training or self.p == 0:
-            return x
+            return x, _identity
+        scale = 1 / (1 - self.p)
         if x.device.type != 'cpu':
-            return F.dropout(x, self.p, training=True)
+            dropped, mask = torch.native_dropout(x, self.p, True)
+            return dropped, lambda y: y * mask * scale
         positions = bernoulli_positions(x.numel(), self.p, x.device)
-        return _DropAt.apply(x, positions, 1 / (1 - self.p))
+        return (_DropAt.apply(x, positions, scale),
+                lambda y: _DropAt.apply(y, positions, scale))
+
+
+def _identity(x):
+    return x
+
+
+class recompute_in_backward(torch.autograd.graph.saved_tensors_hooks):
+    """Within this context, autograd keeps ``recompute`` in place of ``tensor`` wherever it
+    saves it for backward, and calls it (without grad) when backward needs the tensor: for
+    a tensor that is cheap to redo from others that backward keeps anyway."""
+
+    def __init__(self, tensor: torch.Tensor, recompute: Callable[[], torch.Tensor]):
+        def pack(saved):
+            same = saved.data_ptr() == tensor.data_ptr() and saved.shape == tensor.shape
+            return _Recompute(recompute) if same else saved
+
+        def unpack(packed):
+            return packed() if isinstance(packed, _Recompute) else packed
+
+        super().__init__(pack, unpack)
+
+
+class _Recompute:
+    def __init__(self, recompute):
+        self.recompute = recompute
+
+    def __call__(self):
+        with torch.no_grad():
+            return self.recompute()

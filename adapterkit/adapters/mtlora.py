@@ -24,17 +24,19 @@ Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<ta
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
 (``adapters/mtlora_convert.py``).
 """
+import contextlib
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
 
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns
-from .dropout import LoRADropout
+from .dropout import LoRADropout, recompute_in_backward
 from .mtlora_ops import task_down, task_hidden_down, task_up
 
 SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')
@@ -125,22 +127,20 @@ class MTLoRALinear(nn.Linear):
             scales = {t: _scale(task_scales[t], trainable_scales, weight) for t in self.tasks}
             self.lora_task_scale = nn.ParameterDict(scales.items()) if trainable_scales \
                 else scales
-        self.lora_dropout = LoRADropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout = LoRADropout(dropout)
         self.merged = False
         self.train(linear.training)
 
     # ------------------------------------------------------------------ forward
     # Rows are flattened to 2-D once, so that the low-rank terms can be added in place into
     # the fresh output of the frozen product (no extra pass, no copy in backward).
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The shared output (``forward_streams`` also answers the task outputs)."""
+    def forward(self, x: torch.Tensor, act: Optional[nn.Module] = None) -> torch.Tensor:
+        """The shared output (``forward_streams`` also answers the task outputs). With
+        ``act``, the layer reads ``act(x)`` (see ``shared_and_base``)."""
         if self.tasks:
-            return self.forward_streams(x)[0]
+            return self.forward_streams(x if act is None else act(x))[0]
         rows = x.reshape(-1, self.in_features)
-        out = F.linear(rows, self.weight, self.bias)
-        if not self.merged:
-            self._add_shared_delta_(out, self.lora_dropout(rows))
-        return out.view(*x.shape[:-1], self.out_features)
+        return self.shared_and_base(rows, act)[0].view(*x.shape[:-1], self.out_features)
 
     def forward_streams(self, x: torch.Tensor, x_tasks: Optional[torch.Tensor] = None
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -161,33 +161,30 @@ class MTLoRALinear(nn.Linear):
         shape = (*x.shape[:-1], self.out_features)
         return shared.view(shape), tasks.view(-1, *shape[1:])
 
-    def shared_and_base(self, rows: torch.Tensor
+    def shared_and_base(self, rows: torch.Tensor, act: Optional[nn.Module] = None
                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(shared output, base of the task outputs, dropout(rows))`` for 2-D rows. The
+        """``(shared output, base of the task outputs, dropout(input))`` for 2-D rows. The
         base is ``P = W x + b`` ('matrix', 'addition') or the shared output ('matrixv2');
-        in 'addition' the shared output is P until ``forward_streams`` completes it."""
-        frozen = F.linear(rows, self.weight, self.bias)  # P (+ the shared delta if merged)
-        dropped = self.lora_dropout(rows)
-        if self.shared_mode == 'addition':
+        in 'addition' the shared output is P until ``forward_streams`` completes it.
+
+        With ``act`` the input is ``act(rows)``: backward then keeps ``rows`` (which act's
+        own backward keeps anyway) and redoes the dropped-out input of the low-rank branch
+        from them, instead of keeping that input: one (M, in) tensor less per layer."""
+        inputs = rows if act is None else act(rows)
+        frozen = F.linear(inputs, self.weight, self.bias)  # P (+ the shared delta if merged)
+        dropped, redo = self.lora_dropout.draw(inputs)
+        if self.shared_mode == 'addition' or self.merged:
             return frozen, frozen, dropped
-        if self.shared_mode == 'matrix':  # the tasks read P itself: the shared output is new
-            return self._add_shared_delta(frozen, dropped), frozen, dropped
-        shared = frozen if self.merged else self._add_shared_delta_(frozen, dropped)
+        with contextlib.nullcontext() if act is None else \
+                recompute_in_backward(dropped, lambda: redo(act(rows))):
+            low = F.linear(dropped, self.lora_shared_A)
+        up = (self.lora_shared_B * self.lora_shared_scale).t()  # scaling the smallest tensor
+        # addmm(_) outside autocast: cast to the output's (autocast) dtype
+        low, up = low.to(frozen.dtype), up.to(frozen.dtype)
+        if self.tasks and self.shared_mode == 'matrix':  # the tasks read P: a new output
+            return torch.addmm(frozen, low, up), frozen, dropped
+        shared = frozen.addmm_(low, up)
         return shared, shared, dropped
-
-    def _shared_delta_factors(self, rows: torch.Tensor, dtype: torch.dtype):
-        low = F.linear(rows, self.lora_shared_A)
-        up = self.lora_shared_B * self.lora_shared_scale  # scaling the smallest tensor
-        # in-place addmm is outside autocast: cast to the output's (autocast) dtype
-        return low.to(dtype), up.t().to(dtype)
-
-    def _add_shared_delta_(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``out += s B_s A_s rows`` (2-D, in place)."""
-        return out.addmm_(*self._shared_delta_factors(rows, out.dtype))
-
-    def _add_shared_delta(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``out + s B_s A_s rows`` (2-D)."""
-        return torch.addmm(out, *self._shared_delta_factors(rows, out.dtype))
 
     @property
     def task_down_matrix(self) -> torch.Tensor:
@@ -247,6 +244,24 @@ class MTLoRALinear(nn.Linear):
         return text
 
 
+class MTLoRAMlp(Mlp):
+    """timm's Mlp whose fc2 reads the GELU of fc1's output through ``act``, so that its
+    low-rank branch keeps fc1's output (kept for GELU's backward anyway) instead of its
+    own dropped-out copy of the hidden layer (see ``MTLoRALinear.shared_and_base``)."""
+
+    @classmethod
+    def adopt(cls, mlp: Mlp) -> Mlp:
+        """Re-class a plain timm Mlp (GELU, no hidden norm or dropout) in place; any other
+        is left as it is."""
+        if (type(mlp) is Mlp and type(mlp.act) is nn.GELU and isinstance(mlp.norm, nn.Identity)
+                and mlp.drop1.p == 0):
+            mlp.__class__ = cls
+        return mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.fc1(x), act=self.act))
+
+
 class MTLoRABlock(SwinTransformerBlock):
     """timm's Swin block answering the shared stream and the task streams, as the pair
     ``(shared (B, H, W, C), tasks (T*B, H, W, C), stacked task-major)``, by the reference's
@@ -295,7 +310,7 @@ class MTLoRABlock(SwinTransformerBlock):
         low = fc1.task_low(x_tasks.reshape(len(fc1.tasks), -1, fc1.in_features))
         low = task_hidden_down(base, low, fc1.task_up_matrix, fc2.task_down_matrix,
                                mlp.act.approximate)
-        out, base, _ = fc2.shared_and_base(mlp.act(hidden))
+        out, base, _ = fc2.shared_and_base(hidden, mlp.act)
         out_tasks = fc2.task_outputs(base, low)
         return mlp.drop2(out.view(x.shape)), mlp.drop2(out_tasks.view(x_tasks.shape))
 
@@ -416,6 +431,8 @@ class MTLoRA(AdapterStrategy):
                 block.mlp.fc2 = MTLoRALinear(block.mlp.fc2, **shared, **branches)
                 if branches:
                     MTLoRABlock.adopt(block)
+                else:
+                    MTLoRAMlp.adopt(block.mlp)
             if self.plus and i + 1 < len(stages):  # the merge after stage i (timm: i + 1)
                 merge = stages[i + 1].downsample
                 merge.reduction = MTLoRALinear(merge.reduction, **shared)

@@ -211,3 +211,43 @@ def test_task_ranks_and_scales_per_task_and_stage():
         assert fc2.lora_task_scale == TASK_SCALE
         # the batched product pads smaller ranks in a copy, never with parameters
         assert all(fc2.lora_tasks_B[t].shape == (fc2.out_features, ranks[t]) for t in TASKS)
+
+
+class _PlainGELU(torch.nn.GELU):
+    """A GELU the fused MLP paths do not recognise: the block takes its generic path."""
+
+
+@pytest.mark.parametrize('mode', ['matrix', 'matrixv2'])
+def test_fused_mlp_paths_train_exactly_as_the_generic_ones(mode):
+    """With LoRA dropout and drop path on, the MLPs that recompute what they do not keep
+    (MTLoRAMlp; the task hidden layer of MTLoRABlock) give the same outputs and gradients
+    as timm's Mlp and the layers' generic ``forward_streams``, from the same random draws."""
+    from timm.layers import DropPath, Mlp
+
+    from adapterkit.adapters.mtlora import MTLoRAMlp
+
+    def model():
+        built = mini_model(mode, dropout=0.3).train()
+        for stage in built.backbone.layers:
+            for block in stage.blocks:
+                block.drop_path1, block.drop_path2 = DropPath(0.2), DropPath(0.2)
+        return built
+
+    def run(model):
+        torch.manual_seed(7)
+        outputs = model.backbone(torch.randn(2, 3, 64, 64), TASKS)
+        loss = sum((m ** 2).mean() for maps in outputs.values() for m in maps)
+        params = [p for p in model.backbone.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return [loss.detach()] + [g for g in grads if g is not None]
+
+    fused, generic = model(), model()
+    mlps = [block.mlp for stage in generic.backbone.layers for block in stage.blocks]
+    assert sum(type(mlp) is MTLoRAMlp for mlp in mlps) == 4  # all but the 4 last blocks
+    for mlp in mlps:
+        if type(mlp) is MTLoRAMlp:
+            mlp.__class__ = Mlp
+        else:
+            mlp.act = _PlainGELU()
+    for got, want in zip(run(fused), run(generic)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

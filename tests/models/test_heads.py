@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import adapterkit  # noqa: F401  (installs the compat shims first)
@@ -68,28 +69,34 @@ def test_mmseg_head_with_one_input_map(tiny_backbone):
     assert logits.shape == (1, 7, 2, 2)
 
 
+def paper_order(head, feats):
+    """The head as the paper writes it: upsample, concatenate, 1x1 conv, BN, ReLU, 1x1 conv,
+    each by its torch module."""
+    maps = [conv(f) for conv, f in zip(head.downsample, feats)]
+    size = maps[0].shape[-2:]
+    maps = [maps[0]] + [torch.nn.functional.interpolate(
+        m, size=size, mode='bilinear', align_corners=False) for m in maps[1:]]
+    return head.last_layer(torch.cat(maps, dim=1))
+
+
 @pytest.mark.parametrize('train', [True, False])
-def test_hrnet_head_equals_upsample_then_concatenate(train):
+def test_hrnet_head_equals_the_paper_order(train):
     """The head maps each resolution to the hidden width before upsampling (linear maps
-    commute); it must equal the paper's order: upsample, concatenate, 1x1 conv. In float64:
-    in float32 the two orders round differently, and a ReLU input near zero may flip."""
+    commute) and, in training, recomputes its activated map in backward; outputs and
+    gradients must equal the paper's order. In float64: in float32 the two orders round
+    differently, and a ReLU input near zero may flip."""
     torch.manual_seed(0)
     head = HRNetHead(in_channels=SWIN_T_CHANNELS, num_outputs=7).train(train).double()
+    twin = copy.deepcopy(head)
     feats = [torch.randn(2, c, s, s, requires_grad=True, dtype=torch.float64)
              for c, s in zip(SWIN_T_CHANNELS, (16, 8, 4, 4))]
-
-    def paper(feats):
-        maps = [conv(f) for conv, f in zip(head.downsample, feats)]
-        maps = [maps[0]] + [torch.nn.functional.interpolate(
-            m, size=(16, 16), mode='bilinear', align_corners=False) for m in maps[1:]]
-        return head.last_layer(torch.cat(maps, dim=1))
-
     weight = torch.randn(2, 7, 16, 16, dtype=torch.float64)
-    leaves = feats + list(head.parameters())
     got = head(feats)
-    got_grads = torch.autograd.grad((got * weight).sum(), leaves)
-    want = paper(feats)
-    want_grads = torch.autograd.grad((want * weight).sum(), leaves)
+    got_grads = torch.autograd.grad((got * weight).sum(), feats + list(head.parameters()))
+    want = paper_order(twin, feats)
+    want_grads = torch.autograd.grad((want * weight).sum(), feats + list(twin.parameters()))
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    for mine, torchs in zip(head.buffers(), twin.buffers()):  # BN's running statistics
+        torch.testing.assert_close(mine, torchs, rtol=1e-10, atol=1e-15)

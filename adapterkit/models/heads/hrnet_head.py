@@ -58,4 +58,46 @@ class HRNetHead(BaseModule):
                 part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
             hidden = part if hidden is None else hidden.add_(part)
         hidden = hidden.add_(first.bias.view(-1, 1, 1))
-        return self.last_layer[1:](hidden)
+        norm, _, classify = self.last_layer[1:]
+        if not norm.training or norm.momentum is None:
+            return self.last_layer[1:](hidden)
+        norm.num_batches_tracked.add_(1)
+        return _BatchNormReLUConv.apply(hidden, norm.weight, norm.bias, classify.weight,
+                                        classify.bias, norm.running_mean, norm.running_var,
+                                        norm.momentum, norm.eps)
+
+
+class _BatchNormReLUConv(torch.autograd.Function):
+    """``conv1x1(relu(batch_norm(hidden)))`` in training mode (batch statistics, running
+    statistics updated as ``nn.BatchNorm2d`` does), keeping only ``hidden`` for backward:
+    the activated map, as large as ``hidden``, is recomputed there in one elementwise pass
+    instead of being kept, which halves what the head keeps (27 MB a task at 448 px)."""
+
+    @staticmethod
+    def forward(ctx, hidden, gamma, beta, weight, bias, running_mean, running_var, momentum,
+                eps):
+        # in the dtype of `hidden` (autocast's, under autocast), as the modules would run
+        with torch.autocast(hidden.device.type, enabled=False):
+            normed, mean, invstd = torch.native_batch_norm(hidden, gamma, beta, running_mean,
+                                                           running_var, True, momentum, eps)
+            ctx.save_for_backward(hidden, gamma, beta, weight, mean, invstd)
+            ctx.eps = eps
+            return F.conv2d(normed.relu_(), weight.to(hidden.dtype), bias.to(hidden.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, gamma, beta, weight, mean, invstd = ctx.saved_tensors
+        channel = (1, -1, 1, 1)
+        with torch.autocast(hidden.device.type, enabled=False):
+            activated = hidden.sub(mean.view(channel)).mul_((invstd * gamma).view(channel)) \
+                .add_(beta.view(channel)).relu_().to(hidden.dtype)
+            grad_act, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out.to(hidden.dtype), activated, weight.to(hidden.dtype),
+                [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                [True, ctx.needs_input_grad[3], ctx.needs_input_grad[4]])
+            grad_act.masked_fill_(activated == 0, 0)  # ReLU: no gradient where it gave 0
+            grad_hidden, grad_gamma, grad_beta = torch.ops.aten.native_batch_norm_backward(
+                grad_act, hidden, gamma, None, None, mean, invstd, True, ctx.eps, [True] * 3)
+        return (grad_hidden, grad_gamma, grad_beta,
+                None if grad_weight is None else grad_weight.to(weight.dtype),
+                None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None, None)
