@@ -1,6 +1,7 @@
 """adapterkit's MTLoRA against the reference implementation, measured side by side.
 
-    python benchmarks/compare_mtlora.py /path/to/MTLoRA [--threads 2] [--iters 5] [--out FILE]
+    python benchmarks/compare_mtlora.py /path/to/MTLoRA [--threads 2] [--iters 5]
+        [--cpu-malloc retain|system] [--out FILE]
 
 Swin-T, shared rank 64, task rank 4, 448 px, batch 2, random weights and data:
 
@@ -9,10 +10,13 @@ Swin-T, shared rank 64, task rank 4, 448 px, batch 2, random weights and data:
   training (forward, the task losses, backward, AdamW) with the four PASCAL tasks, with 1
   task (semseg) and with 5 (+ edge); inference forward, adapterkit merged and unmerged
   (the reference cannot merge);
-- peak memory of a training step with the four tasks: one fresh process each
-  (`adapterkit bench`, `bench_reference_mtlora.py`), as both report it.
+- peak memory of training steps (two warm-up, three measured) with the four tasks: one fresh
+  process each (`adapterkit bench`, `bench_reference_mtlora.py`), as both report it.
 
-Prints the figures and the ratios (adapterkit / reference) as JSON; ``--out`` writes them.
+Both run with glibc's allocator set the same way, ``--cpu-malloc``: 'retain' (adapterkit's
+default on CPU, see ``adapterkit/engine/cpu_malloc.py``) or 'system' (glibc's defaults, as
+the reference runs on its own). Prints the figures and the ratios (adapterkit / reference)
+as JSON; ``--out`` writes them.
 """
 import argparse
 import contextlib
@@ -78,8 +82,8 @@ def alternate(steps, iters):
     return {name: round(statistics.median(t), 4) for name, t in times.items()}
 
 
-def peak_memory(command, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def peak_memory(command, threads, cpu_malloc):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ADAPTERKIT_CPU_MALLOC=cpu_malloc)
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f'{" ".join(command)} failed:\n{proc.stderr[-3000:]}')
@@ -91,14 +95,18 @@ def main(argv=None) -> int:
     parser.add_argument('checkout', help='a checkout of github.com/scale-lab/MTLoRA')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--cpu-malloc', choices=['retain', 'system'], default='retain',
+                        help="glibc's allocator for both implementations")
     parser.add_argument('--out', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
     sys.path.insert(0, HERE)
     import adapterkit  # noqa: F401
     from adapterkit.engine.bench import random_targets
+    from adapterkit.engine.cpu_malloc import configure_cpu_malloc
     from adapterkit.tasks.base import build_tasks
     torch.set_num_threads(args.threads)
+    configure_cpu_malloc(args.cpu_malloc)
     images = torch.randn(2, 3, 448, 448)
 
     seconds = {}
@@ -125,12 +133,13 @@ def main(argv=None) -> int:
         print(json.dumps(seconds), flush=True)
         del ours, reference
 
-    common = ['--threads', str(args.threads), '--iters', '1', '--warmup', '1', '--json']
+    common = ['--threads', str(args.threads), '--iters', '3', '--warmup', '2', '--json']
     memory = dict(
         adapterkit=peak_memory([sys.executable, '-m', 'adapterkit', 'bench', CONFIG,
-                                *common], args.threads),
+                                *common], args.threads, args.cpu_malloc),
         reference=peak_memory([sys.executable, osp.join(HERE, 'bench_reference_mtlora.py'),
-                               args.checkout, *common], args.threads))
+                               args.checkout, *common, '--cpu-malloc', args.cpu_malloc],
+                              args.threads, args.cpu_malloc))
     added = {impl: seconds[f'{impl}_train_5_tasks'] - seconds[f'{impl}_train_1_task']
              for impl in ('adapterkit', 'reference')}
     ratios = dict(
@@ -141,7 +150,8 @@ def main(argv=None) -> int:
         added_1_to_5_tasks=added['adapterkit'] / added['reference'])
     result = dict(seconds=seconds, peak_memory_mb=memory, added_1_to_5_tasks_s=added,
                   ratios={k: round(v, 3) for k, v in ratios.items()},
-                  threads=args.threads, load_average=os.getloadavg())
+                  threads=args.threads, cpu_malloc=args.cpu_malloc,
+                  load_average=os.getloadavg())
     print(json.dumps(result, indent=2))
     if args.out:
         with open(args.out, 'w') as f:

@@ -9,7 +9,8 @@ The whole method is in this module:
 
 - ``MTLoRALinear``: a frozen linear layer with the shared low-rank delta and, in a last block,
   one delta per task: the layer math of every ``shared_mode``, merging and unmerging.
-- ``MTLoRABlock``: timm's Swin block answering the shared stream and the task streams.
+- ``MTLoRABlock``: timm's Swin block answering the shared stream and the task streams;
+  ``MTLoRAMlp``: the MLP of the other blocks.
 - ``MTLoRA``: the strategy: placement, ranks/scales/dropout per stage and per task, and what
   trains (MTLoRA+ with ``plus=True``).
 
@@ -17,8 +18,11 @@ Streams travel as a pair: the shared stream (B rows) and the task streams stacke
 task-major along the batch (T*B rows), so every norm, activation, drop path and the
 PatchMerging after the block runs once on all tasks, and nothing is ever concatenated. The
 frozen product ``W x + b`` of a layer is computed once, from the shared input; the task
-deltas of a layer are two batched products for all tasks; the window attention is computed,
-and put back into the image layout, once. ``SwinBackbone.stream_tasks`` names the tasks.
+deltas of a layer are batched products for all tasks with hand-written backward passes
+(``mtlora_ops.py``); the window attention is computed, and put back into the image layout,
+once. What backward can cheaply redo is not kept: the task streams' MLP hidden layer, and the
+dropped-out GELU output that fc2's low-rank branch reads. ``SwinBackbone.stream_tasks`` names
+the tasks.
 
 Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
