@@ -77,9 +77,10 @@ class recompute_in_backward(torch.autograd.graph.saved_tensors_hooks):
     a tensor that is cheap to redo from others that backward keeps anyway."""
 
     def __init__(self, tensor: torch.Tensor, recompute: Callable[[], torch.Tensor]):
-        def pack(saved):
-            same = saved.data_ptr() == tensor.data_ptr() and saved.shape == tensor.shape
-            return _Recompute(recompute) if same else saved
+        def pack(saved):  # the tensor itself, or a view of all of it (a reshape)
+            same = saved.data_ptr() == tensor.data_ptr() and saved.numel() == tensor.numel() \
+                and saved.is_contiguous() and tensor.is_contiguous()
+            return _Recompute(recompute, saved.shape) if same else saved
 
         def unpack(packed):
             return packed() if isinstance(packed, _Recompute) else packed
@@ -88,9 +89,9 @@ class recompute_in_backward(torch.autograd.graph.saved_tensors_hooks):
 
 
 class _Recompute:
-    def __init__(self, recompute):
-        self.recompute = recompute
+    def __init__(self, recompute, shape):
+        self.recompute, self.shape = recompute, shape
 
     def __call__(self):
         with torch.no_grad():
-            return self.recompute()
+            return self.recompute().reshape(self.shape)

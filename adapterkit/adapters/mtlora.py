@@ -171,9 +171,10 @@ class MTLoRALinear(nn.Linear):
         base is ``P = W x + b`` ('matrix', 'addition') or the shared output ('matrixv2');
         in 'addition' the shared output is P until ``forward_streams`` completes it.
 
-        With ``act`` the input is ``act(rows)``: backward then keeps ``rows`` (which act's
-        own backward keeps anyway) and redoes the dropped-out input of the low-rank branch
-        from them, instead of keeping that input: one (M, in) tensor less per layer."""
+        With ``act`` (GELU, or a norm) the input is ``act(rows)``: backward then keeps
+        ``rows`` (which act's own backward keeps anyway) and redoes the dropped-out input of
+        the low-rank branch from them, instead of keeping that input: one (M, in) tensor
+        less per layer."""
         inputs = rows if act is None else act(rows)
         frozen = F.linear(inputs, self.weight, self.bias)  # P (+ the shared delta if merged)
         dropped, redo = self.lora_dropout.draw(inputs)
@@ -294,29 +295,33 @@ class MTLoRABlock(SwinTransformerBlock):
         shared, tasks = attn.proj.forward_streams(self._attention(self.norm1(x)))
         a = x + self.drop_path1(attn.proj_drop(shared))
         a_tasks = (x + self.drop_path1(attn.proj_drop(tasks)).view(-1, *x.shape)).flatten(0, 1)
-        out, out_tasks = self._mlp(self.norm2(a), self.norm2(a_tasks))
+        out, out_tasks = self._mlp(a, a_tasks)
         return a + self.drop_path2(out), a_tasks + self.drop_path2(out_tasks)
 
-    def _mlp(self, x: torch.Tensor, x_tasks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """fc1, GELU and fc2 of both streams. The task streams go from fc1's low-rank term
-        to fc2's through ``task_hidden_down``, which keeps their hidden layer (the widest
-        tensors of the block, T x 4C per token) out of memory. 'addition' needs the task
-        hidden layers themselves (their sum enters the shared stream), as does an MLP
-        with a hidden norm or dropout: those take the layers' ``forward_streams``."""
-        mlp = self.mlp
+    def _mlp(self, a: torch.Tensor, a_tasks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """LN2, fc1, GELU and fc2 of both streams. The task streams go from fc1's low-rank
+        term to fc2's through ``task_hidden_down``, which keeps their hidden layer (the
+        widest tensors of the block, T x 4C per token) out of memory, and the inputs of
+        fc1's low-rank terms are redone from LN2's input in backward rather than kept.
+        'addition' needs the task hidden layers themselves (their sum enters the shared
+        stream), as does an MLP with a hidden norm or dropout: those take the layers'
+        ``forward_streams``."""
+        mlp, norm = self.mlp, self.norm2
         fc1, fc2 = mlp.fc1, mlp.fc2
         if (fc1.shared_mode == 'addition' or type(mlp.act) is not nn.GELU
                 or not isinstance(mlp.norm, nn.Identity) or mlp.drop1.p > 0):
-            hidden = fc1.forward_streams(x, x_tasks)
+            hidden = fc1.forward_streams(norm(a), norm(a_tasks))
             hidden = [mlp.norm(mlp.drop1(mlp.act(h))) for h in hidden]
             return tuple(mlp.drop2(h) for h in fc2.forward_streams(*hidden))
-        hidden, base, _ = fc1.shared_and_base(x.reshape(-1, fc1.in_features))
-        low = fc1.task_low(x_tasks.reshape(len(fc1.tasks), -1, fc1.in_features))
+        hidden, base, _ = fc1.shared_and_base(a.reshape(-1, fc1.in_features), norm)
+        x_tasks = norm(a_tasks)
+        with recompute_in_backward(x_tasks, lambda: norm(a_tasks)):
+            low = fc1.task_low(x_tasks.view(len(fc1.tasks), -1, fc1.in_features))
         low = task_hidden_down(base, low, fc1.task_up_matrix, fc2.task_down_matrix,
                                mlp.act.approximate)
         out, base, _ = fc2.shared_and_base(hidden, mlp.act)
         out_tasks = fc2.task_outputs(base, low)
-        return mlp.drop2(out.view(x.shape)), mlp.drop2(out_tasks.view(x_tasks.shape))
+        return mlp.drop2(out.view(a.shape)), mlp.drop2(out_tasks.view(a_tasks.shape))
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """The window attention of ``x`` before ``proj``, in the image layout: timm's
