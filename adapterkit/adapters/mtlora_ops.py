@@ -6,7 +6,8 @@ own gradients of these batched products are slow on CPU in two places: the gradi
 ``down`` multiplies (in, M) by (M, r) batches, 6x slower than the (r, M) by (M, in) used
 here, and products whose inner dimension is r run 2x faster as one GEMM per task than as
 one batched call. ``task_hidden_down`` also keeps the widest tensors of a task stream out of
-memory and in cache (see there). All three run in the dtype of their inputs, outside autocast.
+memory and in cache (see there). All three compute outside autocast, in the dtype their
+wrappers below cast to (autocast's where it is on, as for the frozen products).
 
 Shapes: base (M, out); inputs (T, M, in), or (M, in) read by every task; down (T, r, in);
 up (T, out, r); low (T, M, r).
@@ -25,13 +26,6 @@ def _up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor
     for task in range(len(low)):
         torch.addmm(base, low[task], up[task].t(), out=out[task])
     return out
-
-
-def _up_backward(grad, low, up, need_base=True):
-    """Gradients of ``_up``: (base, low, up)."""
-    grad_low = torch.bmm(grad, up)
-    grad_up = torch.bmm(low.transpose(1, 2), grad).transpose(1, 2)
-    return (grad.sum(0) if need_base else None), grad_low, grad_up
 
 
 class _TaskDown(torch.autograd.Function):
@@ -81,18 +75,24 @@ class _TaskUp(torch.autograd.Function):
     def backward(ctx, grad):
         low, up = ctx.saved_tensors
         with _no_autocast(grad):
-            return _up_backward(grad.contiguous(), low, up, ctx.needs_input_grad[0])
+            grad = grad.contiguous()
+            grad_base = grad.sum(0) if ctx.needs_input_grad[0] else None
+            grad_up = torch.bmm(low.transpose(1, 2), grad).transpose(1, 2)
+            return grad_base, torch.bmm(grad, up), grad_up
 
 
-def _row_chunks(rows: int, width: int, element_size: int):
-    """Row slices whose (rows, width) blocks fit the cache (2 MB)."""
-    step = max(1, (2 << 20) // (width * element_size))
+def _row_blocks(base: torch.Tensor):
+    """Row slices of ``base``: on CPU blocks that fit the cache (2 MB); on a GPU all rows at
+    once (there a kernel launch costs more than the memory traffic saved)."""
+    rows, width = base.shape
+    step = max(1, (2 << 20) // (width * base.element_size())) if base.device.type == 'cpu' \
+        else rows
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
 class _TaskHiddenDown(torch.autograd.Function):
-    """low2_t = down2_t act(base + up1_t low1_t), in cache-sized blocks of rows, saving
-    only its inputs: the (T, M, hidden) layer never exists whole, in either pass."""
+    """low2_t = down2_t act(base + up1_t low1_t), in blocks of rows (``_row_blocks``),
+    saving only its inputs: on CPU the (T, M, hidden) layer never exists whole."""
 
     @staticmethod
     def forward(ctx, base, low, up, down, approximate):
@@ -101,7 +101,7 @@ class _TaskHiddenDown(torch.autograd.Function):
         with _no_autocast(base):
             out = base.new_empty(len(low), low.shape[1], down.shape[1])
             for task in range(len(low)):
-                for rows in _row_chunks(*base.shape, base.element_size()):
+                for rows in _row_blocks(base):
                     pre = torch.addmm(base[rows], low[task, rows], up[task].t())
                     hidden = torch.ops.aten.gelu_(pre, approximate=approximate)
                     torch.mm(hidden, down[task].t(), out=out[task, rows])
@@ -118,7 +118,7 @@ class _TaskHiddenDown(torch.autograd.Function):
             grad_up_t = up.new_zeros(up.shape[0], up.shape[2], up.shape[1])  # (T, r, out)
             grad_down = torch.zeros_like(down)
             for task in range(len(low)):
-                for rows in _row_chunks(*base.shape, base.element_size()):
+                for rows in _row_blocks(base):
                     pre = torch.addmm(base[rows], low[task, rows], up[task].t())  # again
                     hidden = F.gelu(pre, approximate=approximate)
                     grad_out = grad_low2[task, rows]
@@ -149,8 +149,8 @@ def task_hidden_down(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor,
                      down: torch.Tensor, approximate: str = 'none') -> torch.Tensor:
     """``down2_t GELU(base + up1_t low1_t)``, (T, M, r2): the task streams of an MLP from
     fc1's low-rank term to fc2's, where the hidden layer is widest. The hidden layer is
-    computed in cache-sized blocks of rows, in forward and again in backward, so it never
-    exists whole: two (T, M, hidden) tensors per MLP less in memory, and the GELU and its
+    recomputed in backward instead of kept (two (T, M, hidden) tensors per MLP less), and
+    on CPU it is computed in cache-sized blocks of rows, so the GELU and its
     gradient run on blocks in cache instead of streaming them through memory."""
     dtype = base.dtype
     return _TaskHiddenDown.apply(base, low.to(dtype), up.to(dtype), down.to(dtype),
