@@ -61,8 +61,11 @@ def prepare_launch(cfg, launcher: str) -> None:
 
 def end_launch() -> None:
     """Tear down the process group after a run, whoever started it: torch asks for it, and
-    at interpreter exit gloo's threads can otherwise abort the process."""
+    at interpreter exit gloo's threads can otherwise abort the process. The barrier first:
+    a rank that tears down while another still finishes its last collective (FSDP's
+    state-dict gathering for the final checkpoint) aborts under gloo."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 
