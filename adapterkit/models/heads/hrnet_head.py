@@ -59,7 +59,7 @@ class HRNetHead(BaseModule):
             hidden = part if hidden is None else hidden.add_(part)
         hidden = hidden.add_(first.bias.view(-1, 1, 1))
         norm, _, classify = self.last_layer[1:]
-        if not norm.training or norm.momentum is None:
+        if not (norm.training and norm.track_running_stats and norm.momentum is not None):
             return self.last_layer[1:](hidden)
         norm.num_batches_tracked.add_(1)
         return _BatchNormReLUConv.apply(hidden, norm.weight, norm.bias, classify.weight,
