@@ -78,12 +78,22 @@ class AdapterStrategy:
                 f'({self.not_mergeable_reason})')
 
     def merge(self, model: nn.Module) -> None:
-        """Fold this strategy's deltas into the frozen weights (inference speed)."""
+        """Fold this strategy's deltas into the frozen weights (inference speed): each of
+        its ``adapted_layers`` folds its own."""
         self.check_mergeable()
+        for layer in self.adapted_layers(model):
+            layer.merge()
 
     def unmerge(self, model: nn.Module) -> None:
         """Undo ``merge`` exactly (to fp32 rounding)."""
         self.check_mergeable()
+        for layer in self.adapted_layers(model):
+            layer.unmerge()
+
+    def adapted_layers(self, model: nn.Module) -> List[nn.Module]:
+        """The layers this strategy injected that fold into the frozen weights, each with
+        ``merge()`` and ``unmerge()``; none by default."""
+        return []
 
     def trainable_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What must be saved to restore this adaptation on top of the pretrained backbone,

@@ -159,13 +159,8 @@ class LoRA(AdapterStrategy):
             self._train(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
             self.layer_names.append(name)
 
-    def merge(self, model: nn.Module) -> None:
-        for name in self.layer_names:
-            model.backbone.get_submodule(name).merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for name in self.layer_names:
-            model.backbone.get_submodule(name).unmerge()
+    def adapted_layers(self, model: nn.Module) -> List[nn.Module]:
+        return [model.backbone.get_submodule(name) for name in self.layer_names]
 
     def _options_per_target(self, names: List[str]) -> Dict[str, dict]:
         """``{target: dict(rank, scale, dropout)}`` after the overrides."""

@@ -449,14 +449,6 @@ class MTLoRA(AdapterStrategy):
             backbone.stream_tasks = tasks
         self._train(backbone, self._trained_names(backbone))
 
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
-
     def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What a merged model still needs besides the backbone's own weights, keyed by
         backbone names: the task branches (and, where ``merge`` left a layer unfolded, its
@@ -519,8 +511,7 @@ class MTLoRA(AdapterStrategy):
                                  f'({type(module).__name__}); MTLoRA adapts plain nn.Linear')
         return stages
 
-    @staticmethod
-    def _layers(model: nn.Module) -> List[MTLoRALinear]:
+    def adapted_layers(self, model: nn.Module) -> List[MTLoRALinear]:
         return [m for m in model.backbone.modules() if isinstance(m, MTLoRALinear)]
 
     def __repr__(self) -> str:

@@ -128,15 +128,7 @@ class DoRA(AdapterStrategy):
             self.layer_names.append(name)
             self._train(backbone, [f'{name}.{p}' for p in ('lora_A', 'lora_B', 'magnitude')])
 
-    def merge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.merge()
-
-    def unmerge(self, model: nn.Module) -> None:
-        for layer in self._layers(model):
-            layer.unmerge()
-
-    def _layers(self, model: nn.Module) -> List[DoRALinear]:
+    def adapted_layers(self, model: nn.Module) -> List[DoRALinear]:
         return [model.backbone.get_submodule(name) for name in self.layer_names]
 
     def __repr__(self) -> str:
