@@ -27,6 +27,7 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICKSTART = osp.join(REPO, 'configs/quickstart/full_swin-mini_synthetic-128.py')
@@ -53,14 +54,11 @@ default_hooks = dict(checkpoint=dict(interval={steps}), logger=dict(interval=1))
 load_from = {init!r}
 """
 
+# The shipped FSDP config's strategy, on the small model of the other runs.
+FSDP_SHIPPED = osp.join(REPO, 'configs/distributed/full_swin-t_pascal-448_fsdp.py')
 FSDP_CONFIG = """
 _base_ = [{exact!r}]
-strategy = dict(
-    type='FSDPStrategy',
-    model_wrapper=dict(
-        auto_wrap_policy=dict(type='adapterkit.swin_block_wrap_policy'),
-        use_orig_params=True),
-    state_dict_cfg='full')
+strategy = {strategy!r}
 """
 
 
@@ -109,7 +107,8 @@ def runs(tmp_path_factory):
     with open(exact, 'w') as f:
         f.write(EXACT_CONFIG.format(quickstart=QUICKSTART, root=root, steps=STEPS, init=init))
     with open(tmp / 'fsdp.py', 'w') as f:
-        f.write(FSDP_CONFIG.format(exact=exact))
+        strategy = Config.fromfile(FSDP_SHIPPED).strategy.to_dict()
+        f.write(FSDP_CONFIG.format(exact=exact, strategy=strategy))
     torch.manual_seed(0)
     torch.save({'state_dict': build_model(load_config(exact)).state_dict()}, init)
 
