@@ -50,14 +50,15 @@ class HRNetHead(BaseModule):
         by_size = {}
         for m, weight in zip(maps, weights):
             by_size.setdefault(tuple(m.shape[-2:]), []).append((m, weight))
+        # maps[0]'s group, at the output size, comes first and takes the bias
         hidden = None
         for group_size, group in by_size.items():
             part = F.conv2d(torch.cat([m for m, _ in group], dim=1),
-                            torch.cat([w for _, w in group], dim=1))
+                            torch.cat([w for _, w in group], dim=1),
+                            first.bias if hidden is None else None)
             if group_size != tuple(size):
                 part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
             hidden = part if hidden is None else hidden.add_(part)
-        hidden = hidden.add_(first.bias.view(-1, 1, 1))
         norm, _, classify = self.last_layer[1:]
         if not (norm.training and norm.track_running_stats and norm.momentum is not None):
             return self.last_layer[1:](hidden)
@@ -89,13 +90,16 @@ class _BatchNormReLUConv(torch.autograd.Function):
         hidden, gamma, beta, weight, mean, invstd = ctx.saved_tensors
         channel = (1, -1, 1, 1)
         with torch.autocast(hidden.device.type, enabled=False):
-            activated = hidden.sub(mean.view(channel)).mul_((invstd * gamma).view(channel)) \
-                .add_(beta.view(channel)).relu_().to(hidden.dtype)
+            # relu(gamma (hidden - mean) invstd + beta) as one multiply-add and one relu pass
+            scale = invstd * gamma
+            activated = torch.addcmul((beta - mean * scale).view(channel), hidden,
+                                      scale.view(channel)).relu_().to(hidden.dtype)
             grad_act, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
                 grad_out.to(hidden.dtype), activated, weight.to(hidden.dtype),
                 [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
                 [True, ctx.needs_input_grad[3], ctx.needs_input_grad[4]])
-            grad_act.masked_fill_(activated == 0, 0)  # ReLU: no gradient where it gave 0
+            # ReLU's backward (no gradient where it gave 0), in one fused pass
+            grad_act = torch.ops.aten.threshold_backward(grad_act, activated, 0)
             grad_hidden, grad_gamma, grad_beta = torch.ops.aten.native_batch_norm_backward(
                 grad_act, hidden, gamma, None, None, mean, invstd, True, ctx.eps, [True] * 3)
         return (grad_hidden, grad_gamma, grad_beta,
