@@ -326,7 +326,7 @@ class MTLoRABlock(SwinTransformerBlock):
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """The window attention of ``x`` before ``proj``, in the image layout: timm's
         ``_attn`` (cyclic shift, padding, window partition, qkv, relative position bias and
-        shift mask, window reversal) with ``proj`` left out, on torch's fused attention."""
+        shift mask, window reversal) with ``proj`` left out."""
         batch, height, width, channels = x.shape
         shift, window = self.shift_size, self.window_size
         if any(shift):
@@ -334,19 +334,23 @@ class MTLoRABlock(SwinTransformerBlock):
         pad_h, pad_w = (-height) % window[0], (-width) % window[1]
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        windows = window_partition(x, window).view(batch, -1, self.window_area, channels)
+        windows = window_partition(x, window).view(-1, self.window_area, channels)
         attn = self.attn
-        # (B, windows, N, 3C) -> q, k, v: (B, windows, heads, N, head_dim)
+        # (B * windows, N, 3C) -> q, k, v: (B * windows, heads, N, head_dim); 4-D, so that
+        # torch's fused kernels take them (a 5-D call falls back to the unfused math)
         q, k, v = attn.qkv(windows).unflatten(-1, (3, attn.num_heads, -1)) \
-            .permute(3, 0, 1, 4, 2, 5).unbind(0)
+            .permute(2, 0, 3, 1, 4).unbind(0)
         bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
         mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
         if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
-            bias = bias + mask.unsqueeze(1)
-        o = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, scale=attn.scale,
-            dropout_p=attn.attn_drop.p if self.training else 0.0)
-        o = window_reverse(o.transpose(2, 3).reshape(-1, *window, channels), window,
+            bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)
+        if attn.fused_attn:
+            o = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, scale=attn.scale,
+                dropout_p=attn.attn_drop.p if self.training else 0.0)
+        else:  # timm's explicit form
+            o = attn.attn_drop(((q * attn.scale) @ k.transpose(-2, -1) + bias).softmax(-1)) @ v
+        o = window_reverse(o.transpose(1, 2).reshape(-1, *window, channels), window,
                            x.shape[1], x.shape[2])[:, :height, :width]
         if any(shift):
             o = torch.roll(o, shifts=shift, dims=(1, 2))

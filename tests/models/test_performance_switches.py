@@ -52,6 +52,31 @@ def test_checkpointed_blocks_give_the_same_gradients(tiny_model, adapter):
             torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize('adapter', [dict(type='LoRA', rank=4),
+                                     dict(type='MTLoRA', rank=4, task_rank=2, dropout=0.0)],
+                         ids=lambda a: a['type'])
+def test_fused_attention_gives_the_same_outputs_and_gradients(tiny_model, adapter):
+    torch.manual_seed(0)
+    fused = tiny_model(adapter).train()
+    explicit = copy.deepcopy(fused)
+    blocks = [block for stage in explicit.backbone.layers for block in stage.blocks]
+    assert all(block.attn.fused_attn for block in blocks)  # the default
+    for block in blocks:
+        block.attn.fused_attn = False
+    images = torch.randn(2, 3, 64, 64)
+    results = []
+    for model in (fused, explicit):
+        logits = model(images)
+        sum(out.square().mean() for out in logits.values()).backward()
+        results.append((logits, {name: p.grad for name, p in model.named_parameters()
+                                 if p.grad is not None}))
+    (logits, grads), (want_logits, want_grads) = results
+    for name in want_logits:
+        torch.testing.assert_close(logits[name], want_logits[name], rtol=1e-5, atol=1e-5)
+    assert grads.keys() == want_grads.keys() and grads
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
 
 def test_channels_last_keeps_the_outputs():
     from adapterkit import build_model, load_config

@@ -63,6 +63,9 @@ def assert_matches_source(backbone, source):
     for key, value in expected.items():
         assert torch.equal(loaded[key], value), key
 
+    for stage in source.layers:  # the same attention kernel as the backbone's default
+        for block in stage.blocks:
+            block.attn.fused_attn = True
     x = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
     with torch.no_grad():
         taps = backbone.forward_features(x)

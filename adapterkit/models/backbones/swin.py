@@ -60,13 +60,17 @@ class SwinBackbone(BaseModule):
             or timm's key layout; loaded by ``init_weights()``.
         with_cp: activation checkpointing of every Swin block (see
             ``set_grad_checkpointing``).
+        fused_attn: window attention on torch's fused kernel
+            (``F.scaled_dot_product_attention``: faster, and it keeps no attention matrix
+            for backward); False: timm's explicit softmax(q k^T + bias) v.
         init_cfg: mmengine init config.
         **timm_kwargs: passed to ``timm.create_model`` (depths, embed_dim, num_heads,
             window_size, ...).
     """
 
     def __init__(self, arch='swin_tiny_patch4_window7_224', img_size=448, drop_path_rate=0.0,
-                 pretrained=None, with_cp=False, init_cfg=None, **timm_kwargs):
+                 pretrained=None, with_cp=False, fused_attn=True, init_cfg=None,
+                 **timm_kwargs):
         super().__init__(init_cfg=init_cfg)
         self.arch = arch
         self.img_size = img_size
@@ -86,6 +90,9 @@ class SwinBackbone(BaseModule):
         # norm are left behind with the throwaway model.
         self.patch_embed = model.patch_embed
         self.layers = model.layers
+        for stage in self.layers:  # timm leaves it off for Swin unless told globally
+            for block in stage.blocks:
+                block.attn.fused_attn = fused_attn
 
         info = model.feature_info
         self._out_channels = [info[1]['num_chs'], info[2]['num_chs'], info[3]['num_chs'],
