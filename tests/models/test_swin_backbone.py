@@ -174,3 +174,20 @@ def test_missing_file_names_it(tmp_path):
     backbone = tiny_backbone(pretrained=str(path))
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
         backbone.init_weights()
+
+
+@pytest.mark.parametrize('size', [8, 7])  # 7: timm pads odd sizes
+def test_merge_redoing_its_norm_equals_timm(size):
+    from adapterkit.models.backbones.swin import _merge
+    torch.manual_seed(0)
+    merge = timm.models.swin_transformer.PatchMerging(dim=8)
+    x = torch.randn(2, size, size, 8, requires_grad=True)
+    results = []
+    for forward in (merge, lambda x: _merge(merge, x)):
+        out = forward(x)
+        inputs = [x, merge.norm.weight, merge.reduction.weight]
+        results.append((out, torch.autograd.grad(out.square().sum(), inputs)))
+    (want, want_grads), (got, grads) = results
+    torch.testing.assert_close(got, want)
+    for grad, want_grad in zip(grads, want_grads):
+        torch.testing.assert_close(grad, want_grad)

@@ -9,11 +9,14 @@ from typing import List, Optional
 
 import timm
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from timm.models import checkpoint_seq
-from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
+from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoint_filter_fn
 
+from adapterkit.adapters.dropout import recompute_in_backward
 from adapterkit.compat import load_checkpoint_file
 from adapterkit.models.checkpoint import check_keys
 from adapterkit.registry import MODELS
@@ -37,6 +40,21 @@ def _unwrap(state_dict):
 
 def _as_streams(out):
     return out if isinstance(out, tuple) else (out,)
+
+
+def _merge(merge: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's PatchMerging of ``x`` (B, H, W, C), but whatever keeps the normalized map
+    for backward (a trainable or adapted reduction) redoes it from LN's input, which LN keeps
+    anyway: one map of the merge's input size less in memory, for one LayerNorm more."""
+    if type(merge) is not PatchMerging or not torch.is_grad_enabled():
+        return merge(x)
+    batch, height, width, channels = x.shape
+    x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+    x = x.reshape(batch, x.shape[1] // 2, 2, x.shape[2] // 2, 2, channels) \
+        .permute(0, 1, 3, 4, 2, 5).flatten(3)
+    normed = merge.norm(x)
+    with recompute_in_backward(normed, lambda: merge.norm(x)):
+        return merge.reduction(normed)
 
 
 def _nchw(tap):
@@ -167,7 +185,7 @@ class SwinBackbone(BaseModule):
         taps = []
         for stage in self.layers[1:]:
             # timm's merge opens the next stage; its output is "after stage i's merge"
-            streams = tuple(stage.downsample(s) for s in _as_streams(x))
+            streams = tuple(_merge(stage.downsample, s) for s in _as_streams(x))
             taps.append(streams)
             x = self._blocks(stage, streams[0])
         taps.append(_as_streams(x))
