@@ -8,7 +8,6 @@ Bernoulli(p) process are exactly the partial sums of independent Geometric(p) ga
 ``p * numel`` draws place them all (20x fewer at p = 0.05), and backward keeps only their
 flat positions. On CUDA torch's fused dropout is already fast and is used as it is.
 """
-import contextlib
 import math
 from typing import Callable, Tuple
 
@@ -70,41 +69,3 @@ class LoRADropout(nn.Dropout):
 
 def _identity(x):
     return x
-
-
-def recompute_in_backward(tensor: torch.Tensor, recompute: Callable[[], torch.Tensor]):
-    """Within this context, autograd keeps ``recompute`` in place of ``tensor`` wherever it
-    saves it for backward, and calls it (without grad) when backward needs the tensor: for
-    a tensor that is cheap to redo from others that backward keeps anyway. Under
-    torch.compile it does nothing (the compiler chooses what to recompute itself, and cannot
-    trace saved-tensor hooks)."""
-    if torch.compiler.is_compiling():
-        return contextlib.nullcontext()
-    return _RecomputeHooks(tensor, recompute)
-
-
-class _RecomputeHooks(torch.autograd.graph.saved_tensors_hooks):
-    def __init__(self, tensor: torch.Tensor, recompute: Callable[[], torch.Tensor]):
-        # autograd keeps the pack hook as long as what it packed: the hook must not hold
-        # `tensor` itself, or the tensor would outlive the context it was meant to leave
-        address, numel = tensor.data_ptr(), tensor.numel()
-        contiguous = tensor.is_contiguous()
-
-        def pack(saved):  # the tensor itself, or a view of all of it (a reshape)
-            same = saved.data_ptr() == address and saved.numel() == numel \
-                and saved.is_contiguous() and contiguous
-            return _Recompute(recompute, saved.shape) if same else saved
-
-        def unpack(packed):
-            return packed() if isinstance(packed, _Recompute) else packed
-
-        super().__init__(pack, unpack)
-
-
-class _Recompute:
-    def __init__(self, recompute, shape):
-        self.recompute, self.shape = recompute, shape
-
-    def __call__(self):
-        with torch.no_grad():
-            return self.recompute().reshape(self.shape)

@@ -38,9 +38,10 @@ from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
 
+from ..models.recompute import recompute_in_backward
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns
-from .dropout import LoRADropout, recompute_in_backward
+from .dropout import LoRADropout
 from .mtlora_ops import task_down, task_hidden_down, task_up
 
 SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')

@@ -1,14 +1,9 @@
-"""LoRADropout: torch's dropout distribution, drawn as geometric gaps on CPU; and
-recompute_in_backward."""
-import contextlib
-import weakref
-
+"""LoRADropout: torch's dropout distribution, drawn as geometric gaps on CPU."""
 import adapterkit  # noqa: F401
 import pytest
 import torch
-import torch.nn.functional as F
 
-from adapterkit.adapters.dropout import LoRADropout, bernoulli_positions, recompute_in_backward
+from adapterkit.adapters.dropout import LoRADropout, bernoulli_positions
 
 
 def test_positions_are_sorted_in_range_and_at_rate_p():
@@ -62,27 +57,3 @@ def test_dropout_is_the_identity_in_eval_and_keeps_the_mean_in_training():
     y = LoRADropout(0.5).train()(torch.ones(1000, 1000))
     assert abs(y.mean().item() - 1) < 0.01
 
-
-def test_recompute_in_backward_frees_the_tensor_and_redoes_it():
-    torch.manual_seed(0)
-    norm = torch.nn.LayerNorm(8)
-    weight = torch.randn(4, 8, requires_grad=True)
-    x = torch.randn(5, 8, requires_grad=True)
-
-    def loss(recompute):
-        normed = norm(x)
-        alive = weakref.ref(normed)
-        with recompute_in_backward(normed, lambda: norm(x)) if recompute \
-                else contextlib.nullcontext():
-            out = F.linear(normed, weight)
-        del normed
-        return out.square().sum(), alive
-
-    expected, kept = loss(False)
-    assert kept() is not None  # the linear layer keeps its input for the weight's gradient
-    actual, freed = loss(True)
-    assert freed() is None  # ... unless it is to be redone
-    inputs = [x, weight, norm.weight]
-    for got, want in zip(torch.autograd.grad(actual, inputs),
-                         torch.autograd.grad(expected, inputs)):
-        torch.testing.assert_close(got, want)

@@ -16,9 +16,9 @@ from mmengine.model import BaseModule
 from timm.models import checkpoint_seq
 from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoint_filter_fn
 
-from adapterkit.adapters.dropout import recompute_in_backward
 from adapterkit.compat import load_checkpoint_file
 from adapterkit.models.checkpoint import check_keys
+from adapterkit.models.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 # A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the

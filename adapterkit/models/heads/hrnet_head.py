@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from adapterkit.models.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 
@@ -50,29 +51,40 @@ class HRNetHead(BaseModule):
         by_size = {}
         for m, weight in zip(maps, weights):
             by_size.setdefault(tuple(m.shape[-2:]), []).append((m, weight))
-        # maps[0]'s group, at the output size, comes first and takes the bias
-        hidden = None
-        for group_size, group in by_size.items():
-            part = F.conv2d(torch.cat([m for m, _ in group], dim=1),
-                            torch.cat([w for _, w in group], dim=1),
-                            first.bias if hidden is None else None)
-            if group_size != tuple(size):
-                part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
-            hidden = part if hidden is None else hidden.add_(part)
+        # one (maps, weights) pair per resolution; maps[0]'s, at the output size, comes
+        # first and takes the bias
+        groups = [(torch.cat([m for m, _ in group], dim=1), torch.cat([w for _, w in group],
+                                                                       dim=1))
+                  for group in by_size.values()]
+
+        def fuse():
+            hidden = None
+            for group_maps, group_weights in groups:
+                part = F.conv2d(group_maps, group_weights,
+                                first.bias if hidden is None else None)
+                if part.shape[-2:] != size:
+                    part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
+                hidden = part if hidden is None else hidden.add_(part)
+            return hidden
+
+        hidden = fuse()
         norm, _, classify = self.last_layer[1:]
         if not (norm.training and norm.track_running_stats and norm.momentum is not None):
             return self.last_layer[1:](hidden)
         norm.num_batches_tracked.add_(1)
-        return _BatchNormReLUConv.apply(hidden, norm.weight, norm.bias, classify.weight,
-                                        classify.bias, norm.running_mean, norm.running_var,
-                                        norm.momentum, norm.eps)
+        # the map groups are kept for the first conv's gradient anyway: backward redoes
+        # `hidden` from them rather than keeping it (27 MB a task at 448 px)
+        with recompute_in_backward(hidden, fuse):
+            return _BatchNormReLUConv.apply(hidden, norm.weight, norm.bias, classify.weight,
+                                            classify.bias, norm.running_mean,
+                                            norm.running_var, norm.momentum, norm.eps)
 
 
 class _BatchNormReLUConv(torch.autograd.Function):
     """``conv1x1(relu(batch_norm(hidden)))`` in training mode (batch statistics, running
     statistics updated as ``nn.BatchNorm2d`` does), keeping only ``hidden`` for backward:
     the activated map, as large as ``hidden``, is recomputed there in one elementwise pass
-    instead of being kept, which halves what the head keeps (27 MB a task at 448 px)."""
+    instead of being kept."""
 
     @staticmethod
     def forward(ctx, hidden, gamma, beta, weight, bias, running_mean, running_var, momentum,
