@@ -78,8 +78,8 @@ class SwinBackbone(BaseModule):
             or timm's key layout; loaded by ``init_weights()``.
         with_cp: activation checkpointing of every Swin block (see
             ``set_grad_checkpointing``).
-        fused_attn: window attention on torch's fused kernel
-            (``F.scaled_dot_product_attention``: faster, and it keeps no attention matrix
+        fused_attn: window attention through ``F.scaled_dot_product_attention`` (a fused
+            kernel where torch has one for the call: faster, and no attention matrix kept
             for backward); False: timm's explicit softmax(q k^T + bias) v.
         init_cfg: mmengine init config.
         **timm_kwargs: passed to ``timm.create_model`` (depths, embed_dim, num_heads,
