@@ -10,7 +10,7 @@ The whole method is in this module:
 - ``MTLoRALinear``: a frozen linear layer with the shared low-rank delta and, in a last block,
   one delta per task: the layer math of every ``shared_mode``, merging and unmerging.
 - ``MTLoRABlock``: timm's Swin block answering the shared stream and the task streams;
-  ``MTLoRAMlp``: the MLP of the other blocks.
+  ``MTLoRASharedBlock`` and ``MTLoRAMlp``: the other blocks and their MLP.
 - ``MTLoRA``: the strategy: placement, ranks/scales/dropout per stage and per task, and what
   trains (MTLoRA+ with ``plus=True``).
 
@@ -264,11 +264,76 @@ class MTLoRAMlp(Mlp):
             mlp.__class__ = cls
         return mlp
 
+    def forward(self, x: torch.Tensor, norm: Optional[nn.Module] = None) -> torch.Tensor:
+        """The MLP of ``x``, or of ``norm(x)``: then fc1's low-rank branch redoes its input
+        from ``x`` (which the norm's backward keeps anyway) rather than keeping it."""
+        return self.drop2(self.fc2(self.fc1(x, act=norm), act=self.act))
+
+
+class MTLoRASharedBlock(SwinTransformerBlock):
+    """timm's Swin block with MTLoRALinear layers, computed so that the low-rank branches of
+    qkv and fc1 keep nothing of their own for backward: each reads its LayerNorm's output
+    through ``act``, redoing it from the norm's input (see ``MTLoRALinear.shared_and_base``).
+    The same values as timm's block; the window attention is put back into the image layout
+    before ``proj`` (which acts per token), so proj's LoRA dropout draws over the image
+    layout instead of the window layout."""
+
+    @classmethod
+    def adopt(cls, block: SwinTransformerBlock) -> SwinTransformerBlock:
+        """Re-class a timm block in place. Re-classing keeps every module, parameter name,
+        buffer and setting (window, shift, mask, input size) exactly timm's, where building a
+        new block would have to re-derive them."""
+        block.__class__ = cls
+        return block
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.fc1(x), act=self.act))
+        attn, mlp = self.attn, self.mlp
+        x = x + self.drop_path1(attn.proj_drop(attn.proj(self._attention(x))))
+        rows = x.reshape(x.shape[0], -1, x.shape[-1])
+        out = mlp(rows, norm=self.norm2) if isinstance(mlp, MTLoRAMlp) \
+            else mlp(self.norm2(rows))
+        return x + self.drop_path2(out.view(x.shape))
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The window attention of ``norm1(x)`` before ``proj``, in the image layout:
+        timm's ``_attn`` (cyclic shift, padding, window partition, qkv, relative position
+        bias and shift mask, window reversal) with ``proj`` left out. LayerNorm acts per
+        token, so it commutes with the shift and the partition: where no padding is needed,
+        qkv applies norm1 itself to the windows (its ``act``)."""
+        batch, height, width, channels = x.shape
+        shift, window = self.shift_size, self.window_size
+        pad_h, pad_w = (-height) % window[0], (-width) % window[1]
+        attn = self.attn
+        norm_in_qkv = not (pad_h or pad_w) and isinstance(attn.qkv, MTLoRALinear)
+        if not norm_in_qkv:  # timm pads after the norm: padded tokens are zeros
+            x = self.norm1(x)
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        windows = window_partition(x, window).view(-1, self.window_area, channels)
+        qkv = attn.qkv(windows, act=self.norm1) if norm_in_qkv else attn.qkv(windows)
+        # (B * windows, N, 3C) -> q, k, v: (B * windows, heads, N, head_dim); 4-D, so that
+        # torch's fused kernels take them (a 5-D call falls back to the unfused math)
+        q, k, v = qkv.unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
+        mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
+        if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
+            bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)
+        if attn.fused_attn:
+            o = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, scale=attn.scale,
+                dropout_p=attn.attn_drop.p if self.training else 0.0)
+        else:  # timm's explicit form
+            o = attn.attn_drop(((q * attn.scale) @ k.transpose(-2, -1) + bias).softmax(-1)) @ v
+        o = window_reverse(o.transpose(1, 2).reshape(-1, *window, channels), window,
+                           x.shape[1], x.shape[2])[:, :height, :width]
+        if any(shift):
+            o = torch.roll(o, shifts=shift, dims=(1, 2))
+        return o
 
 
-class MTLoRABlock(SwinTransformerBlock):
+class MTLoRABlock(MTLoRASharedBlock):
     """timm's Swin block answering the shared stream and the task streams, as the pair
     ``(shared (B, H, W, C), tasks (T*B, H, W, C), stacked task-major)``, by the reference's
     last-block algebra::
@@ -283,17 +348,9 @@ class MTLoRABlock(SwinTransformerBlock):
     timm's DropPath draws per row, so every stream gets its own draw, as in the reference.
     """
 
-    @classmethod
-    def adopt(cls, block: SwinTransformerBlock) -> 'MTLoRABlock':
-        """Turn a timm block into an MTLoRABlock in place. Re-classing keeps every module,
-        parameter name, buffer and setting (window, shift, mask, input size) exactly timm's,
-        where building a new block would have to re-derive them."""
-        block.__class__ = cls
-        return block
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         attn, mlp = self.attn, self.mlp
-        shared, tasks = attn.proj.forward_streams(self._attention(self.norm1(x)))
+        shared, tasks = attn.proj.forward_streams(self._attention(x))
         a = x + self.drop_path1(attn.proj_drop(shared))
         a_tasks = (x + self.drop_path1(attn.proj_drop(tasks)).view(-1, *x.shape)).flatten(0, 1)
         out, out_tasks = self._mlp(a, a_tasks)
@@ -323,39 +380,6 @@ class MTLoRABlock(SwinTransformerBlock):
         out, base, _ = fc2.shared_and_base(hidden, mlp.act)
         out_tasks = fc2.task_outputs(base, low)
         return mlp.drop2(out.view(a.shape)), mlp.drop2(out_tasks.view(a_tasks.shape))
-
-    def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The window attention of ``x`` before ``proj``, in the image layout: timm's
-        ``_attn`` (cyclic shift, padding, window partition, qkv, relative position bias and
-        shift mask, window reversal) with ``proj`` left out."""
-        batch, height, width, channels = x.shape
-        shift, window = self.shift_size, self.window_size
-        if any(shift):
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        pad_h, pad_w = (-height) % window[0], (-width) % window[1]
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        windows = window_partition(x, window).view(-1, self.window_area, channels)
-        attn = self.attn
-        # (B * windows, N, 3C) -> q, k, v: (B * windows, heads, N, head_dim); 4-D, so that
-        # torch's fused kernels take them (a 5-D call falls back to the unfused math)
-        q, k, v = attn.qkv(windows).unflatten(-1, (3, attn.num_heads, -1)) \
-            .permute(2, 0, 3, 1, 4).unbind(0)
-        bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
-        mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
-        if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
-            bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)
-        if attn.fused_attn:
-            o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, scale=attn.scale,
-                dropout_p=attn.attn_drop.p if self.training else 0.0)
-        else:  # timm's explicit form
-            o = attn.attn_drop(((q * attn.scale) @ k.transpose(-2, -1) + bias).softmax(-1)) @ v
-        o = window_reverse(o.transpose(1, 2).reshape(-1, *window, channels), window,
-                           x.shape[1], x.shape[2])[:, :height, :width]
-        if any(shift):
-            o = torch.roll(o, shifts=shift, dims=(1, 2))
-        return o
 
 
 def _per_stage(option: str, value, valid, kind: str) -> List:
@@ -446,6 +470,7 @@ class MTLoRA(AdapterStrategy):
                 if branches:
                     MTLoRABlock.adopt(block)
                 else:
+                    MTLoRASharedBlock.adopt(block)
                     MTLoRAMlp.adopt(block.mlp)
             if self.plus and i + 1 < len(stages):  # the merge after stage i (timm: i + 1)
                 merge = stages[i + 1].downsample

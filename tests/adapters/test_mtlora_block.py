@@ -251,3 +251,43 @@ def test_fused_mlp_paths_train_exactly_as_the_generic_ones(mode):
             mlp.act = _PlainGELU()
     for got, want in zip(run(fused), run(generic)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('resolution, shift', [(8, 2), (8, 0), (10, 0), (11, 2)],
+                         ids=['shifted', 'plain', 'padded', 'padded-shifted'])
+def test_shared_block_equals_timm_block(resolution, shift):
+    """The other blocks (qkv and fc1 reading their norms through ``act``) give timm's block's
+    values and gradients, drop path on (same draws), LoRA dropout off (with it, proj's draws
+    fall on another layout: the same distribution, other elements)."""
+    import copy
+
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    from adapterkit.adapters.mtlora import MTLoRALinear, MTLoRAMlp, MTLoRASharedBlock
+    torch.manual_seed(0)
+    block = SwinTransformerBlock(dim=16, input_resolution=(resolution, resolution),
+                                 num_heads=2, window_size=4, shift_size=shift,
+                                 drop_path=0.3).train()
+    block.attn.fused_attn = True
+    for name in ('qkv', 'proj'):
+        setattr(block.attn, name, MTLoRALinear(getattr(block.attn, name), rank=3, scale=2.0))
+    for name in ('fc1', 'fc2'):
+        setattr(block.mlp, name, MTLoRALinear(getattr(block.mlp, name), rank=3, scale=2.0))
+    with torch.no_grad():  # non-trivial norms and deltas
+        for name, param in block.named_parameters():
+            if 'norm' in name or '_B' in name:
+                param.add_(torch.randn_like(param) * 0.3)
+    timm_block = copy.deepcopy(block)
+    MTLoRASharedBlock.adopt(block)
+    MTLoRAMlp.adopt(block.mlp)
+    x = torch.randn(2, resolution, resolution, 16, requires_grad=True)
+    results = []
+    for module in (timm_block, block):
+        torch.manual_seed(1)
+        out = module(x)
+        inputs = [x] + [p for n, p in module.named_parameters() if 'lora_' in n]
+        results.append((out, torch.autograd.grad(out.square().sum(), inputs)))
+    (want, want_grads), (got, grads) = results
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for grad, want_grad in zip(grads, want_grads):
+        torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-5)
