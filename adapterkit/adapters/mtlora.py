@@ -320,7 +320,10 @@ class MTLoRASharedBlock(SwinTransformerBlock):
         mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
         if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
             bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)
-        if attn.fused_attn:
+        # torch's CPU kernel takes no gradient for the bias: its fallback there is this
+        # explicit form plus a check for fully masked rows, which Swin never has
+        if attn.fused_attn and (q.device.type != 'cpu' or not (torch.is_grad_enabled()
+                                                               and bias.requires_grad)):
             o = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, scale=attn.scale,
                 dropout_p=attn.attn_drop.p if self.training else 0.0)
