@@ -374,12 +374,17 @@ class MTLoRABlock(MTLoRASharedBlock):
             hidden = fc1.forward_streams(norm(a), norm(a_tasks))
             hidden = [mlp.norm(mlp.drop1(mlp.act(h))) for h in hidden]
             return tuple(mlp.drop2(h) for h in fc2.forward_streams(*hidden))
-        hidden, base, _ = fc1.shared_and_base(a.reshape(-1, fc1.in_features), norm)
+        rows = a.reshape(-1, fc1.in_features)
+        hidden, base, _ = fc1.shared_and_base(rows, norm)
         x_tasks = norm(a_tasks)
         with recompute_in_backward(x_tasks, lambda: norm(a_tasks)):
             low = fc1.task_low(x_tasks.view(len(fc1.tasks), -1, fc1.in_features))
-        low = task_hidden_down(base, low, fc1.task_up_matrix, fc2.task_down_matrix,
-                               mlp.act.approximate)
+        # In 'matrix' mode the base is fc1's frozen product alone (4C wide), which nothing
+        # else keeps: backward redoes it, one frozen product more, instead of keeping it
+        with recompute_in_backward(base, lambda: F.linear(norm(rows), fc1.weight, fc1.bias)) \
+                if fc1.shared_mode == 'matrix' else contextlib.nullcontext():
+            low = task_hidden_down(base, low, fc1.task_up_matrix, fc2.task_down_matrix,
+                                   mlp.act.approximate)
         out, base, _ = fc2.shared_and_base(hidden, mlp.act)
         out_tasks = fc2.task_outputs(base, low)
         return mlp.drop2(out.view(a.shape)), mlp.drop2(out_tasks.view(a_tasks.shape))
