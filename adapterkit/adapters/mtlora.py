@@ -20,9 +20,10 @@ PatchMerging after the block runs once on all tasks, and nothing is ever concate
 frozen product ``W x + b`` of a layer is computed once, from the shared input; the task
 deltas of a layer are batched products for all tasks with hand-written backward passes
 (``mtlora_ops.py``); the window attention is computed, and put back into the image layout,
-once. What backward can cheaply redo is not kept: the task streams' MLP hidden layer, and the
-dropped-out GELU output that fc2's low-rank branch reads. ``SwinBackbone.stream_tasks`` names
-the tasks.
+once. What backward can cheaply redo is not kept: the task streams' MLP hidden layer, the
+dropped-out inputs of the shared low-rank branches of qkv, fc1 and fc2 (from the LayerNorm or
+GELU input their own backward keeps), and in the last blocks fc1's frozen product.
+``SwinBackbone.stream_tasks`` names the tasks.
 
 Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
@@ -319,16 +320,17 @@ class MTLoRASharedBlock(SwinTransformerBlock):
         bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
         mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
         if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
-            bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)
+            bias = bias + mask.unsqueeze(1)  # (windows, heads, N, N)
         # torch's CPU kernel takes no gradient for the bias: its fallback there is this
         # explicit form plus a check for fully masked rows, which Swin never has
         if attn.fused_attn and (q.device.type != 'cpu' or not (torch.is_grad_enabled()
                                                                and bias.requires_grad)):
-            o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, scale=attn.scale,
-                dropout_p=attn.attn_drop.p if self.training else 0.0)
-        else:  # timm's explicit form
-            o = attn.attn_drop(((q * attn.scale) @ k.transpose(-2, -1) + bias).softmax(-1)) @ v
+            o = F.scaled_dot_product_attention(  # a 4-D call needs the bias per window
+                q, k, v, attn_mask=bias if mask is None else bias.repeat(batch, 1, 1, 1),
+                scale=attn.scale, dropout_p=attn.attn_drop.p if self.training else 0.0)
+        else:  # timm's explicit form, the bias broadcast over the batch
+            scores = ((q * attn.scale) @ k.transpose(-2, -1)).unflatten(0, (batch, -1)) + bias
+            o = attn.attn_drop(scores.softmax(-1)).flatten(0, 1) @ v
         o = window_reverse(o.transpose(1, 2).reshape(-1, *window, channels), window,
                            x.shape[1], x.shape[2])[:, :height, :width]
         if any(shift):
