@@ -4,10 +4,11 @@ glibc's malloc serves every block above 32 MB (the highest its mmap threshold go
 fresh ``mmap`` and unmaps it when freed, and returns the top of its heap to the kernel past a
 trim threshold. A training step on CPU allocates and frees gigabytes in such blocks, so every
 step faults in new zeroed pages: for MTLoRA on Swin-T at 448 px that kernel time is 15-30% of
-a step. Mode 'retain' of ``configure_cpu_malloc`` has glibc serve all blocks from its heap and keep what is
-freed (``mallopt``, the in-process form of ``MALLOC_MMAP_MAX_=0`` and a large
-``MALLOC_TRIM_THRESHOLD_``; jemalloc or tcmalloc preloads do the same job), so later steps
-reuse the pages of the first. The price: the process holds its peak memory until it exits.
+a step. Mode 'retain' of ``configure_cpu_malloc`` has glibc serve all blocks from its heap
+and keep what is freed (``mallopt``, the in-process form of ``MALLOC_MMAP_MAX_=0`` and a
+large ``MALLOC_TRIM_THRESHOLD_``; jemalloc or tcmalloc preloads do the same job), so later
+steps reuse the pages of the first. The price: the process holds its peak memory until it
+exits, and the heap fragments (docs/performance.md measures both ways).
 
 adapterkit applies it in its CPU runs (``train``, ``test``, ``bench``, ``compare``, ``demo``
 without a GPU). ``ADAPTERKIT_CPU_MALLOC=system`` keeps glibc's defaults.
