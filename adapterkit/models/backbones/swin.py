@@ -49,7 +49,8 @@ def _merge(merge: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if type(merge) is not PatchMerging or not torch.is_grad_enabled():
         return merge(x)
     batch, height, width, channels = x.shape
-    x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+    if height % 2 or width % 2:  # F.pad copies even when it pads nothing (as timm calls it)
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
     x = x.reshape(batch, x.shape[1] // 2, 2, x.shape[2] // 2, 2, channels) \
         .permute(0, 1, 3, 4, 2, 5).flatten(3)
     normed = merge.norm(x)
