@@ -116,7 +116,8 @@ def cmd_bench(args) -> int:
     tasks = args.tasks.split(',') if args.tasks else None
     result = bench(args.config, mode=args.mode, batch=args.batch, img=args.img,
                    iters=args.iters, warmup=args.warmup, merged=args.merged,
-                   threads=args.threads, tasks=tasks, cfg_options=args.cfg_options)
+                   threads=args.threads, tasks=tasks, cfg_options=args.cfg_options,
+                   amp=args.amp)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--merged', action='store_true', help='merge the adapters first (infer)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--tasks', help="comma-separated tasks instead of the config's")
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision, as train --amp (bf16 autocast on CPU)')
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_bench)
 

@@ -8,6 +8,9 @@ images and targets, so no data or checkpoint is needed:
 - ``infer``: forward in eval mode under ``no_grad``; ``merged`` folds the adapters into the
   frozen weights first.
 
+``amp`` runs both in the mixed precision of ``adapterkit train --amp`` (bf16 autocast on CPU
+and recent GPUs; ``engine/optim.py``), through the same optim wrapper the Runner uses.
+
 Time: the median wall time of ``iters`` steps after ``warmup`` untimed ones (on CUDA each
 step is synchronised). Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed
 steps; on CPU, the process's peak resident set size (``VmHWM`` in /proc/self/status), reset
@@ -23,6 +26,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+
+from .optim import amp_dtype, amp_optim_wrapper
 
 MODES = ('train', 'infer')
 
@@ -44,7 +49,7 @@ def random_targets(tasks: dict, batch: int, size: int, device) -> Dict[str, torc
 def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] = None,
           iters: int = 5, warmup: int = 1, merged: bool = False,
           threads: Optional[int] = None, tasks: Optional[List[str]] = None,
-          cfg_options: Optional[dict] = None) -> dict:
+          cfg_options: Optional[dict] = None, amp: bool = False) -> dict:
     """Measure one config; returns the figures as a dict (see the module docstring)."""
     from ..config import build_model, load_config
     from .cpu_malloc import configure_cpu_malloc
@@ -68,6 +73,7 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
                            for name in tasks}
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     cpu_malloc = configure_cpu_malloc() if device.type == 'cpu' else None
+    precision = amp_dtype(device.type) if amp else None
     model = build_model(cfg).to(device)
     size = backbone.img_size if isinstance(backbone.img_size, int) else backbone.img_size[0]
     inputs = torch.randn(batch, 3, size, size, device=device)
@@ -75,29 +81,40 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
     if mode == 'train':
         model.train()
         samples = dict(gt=random_targets(model.tasks, batch, size, device))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=1e-4)
-
-        def step():
-            losses = model(inputs, samples, mode='loss')
-            sum(losses.values()).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        step = training_step(model, inputs, samples, amp)
     else:
         model.eval()
         if merged:
             model.merge_adapters()
-
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(device.type, precision, enabled=amp):
                 model(inputs, mode='tensor')
 
     figures = measure(step, iters, warmup, device)
     return dict(config=config, mode=mode, merged=merged, device=str(device),
                 threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=batch, img=size,
                 tasks=list(model.tasks),
+                amp=str(precision).removeprefix('torch.') if amp else None,
                 iters=iters, warmup=warmup, images_per_s=round(batch / figures['step_s'], 3),
                 **figures)
+
+
+def training_step(model: torch.nn.Module, inputs: torch.Tensor, samples: dict,
+                  amp: bool = False) -> Callable[[], None]:
+    """One training iteration as the Runner runs it: forward and the task losses in the optim
+    wrapper's context (autocast with ``amp``), then backward and AdamW on the trainable
+    parameters."""
+    from ..registry import OPTIM_WRAPPERS
+    cfg = amp_optim_wrapper(dict(type='OptimWrapper'), inputs.device.type) if amp \
+        else dict(type='OptimWrapper')
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    wrapper = OPTIM_WRAPPERS.build(dict(cfg, optimizer=optimizer))
+
+    def step():
+        with wrapper.optim_context(model):
+            losses = model(inputs, samples, mode='loss')
+        wrapper.update_params(sum(losses.values()))
+    return step
 
 
 def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.device) -> dict:
@@ -152,8 +169,9 @@ def peak_memory(device: torch.device):
 
 def format_report(result: dict) -> str:
     merged = ', merged' if result['merged'] else ''
+    amp = f", {result['amp']} autocast" if result.get('amp') else ''
     return '\n'.join([
-        f"{result['config']}: {result['mode']}{merged}, batch {result['batch']}, "
+        f"{result['config']}: {result['mode']}{merged}{amp}, batch {result['batch']}, "
         f"{result['img']} px, {len(result['tasks'])} tasks ({', '.join(result['tasks'])}), "
         f"{result['device']} ({result['threads']} threads"
         + (f", malloc {result['cpu_malloc']})" if result['cpu_malloc'] else ')'),

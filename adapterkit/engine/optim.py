@@ -25,14 +25,22 @@ class AutocastOptimWrapper(OptimWrapper):
             yield
 
 
+def amp_dtype(device: str) -> torch.dtype:
+    """The mixed precision ``--amp`` takes on ``device``: bf16 where supported (CPU,
+    Ampere+ GPUs), else fp16."""
+    if device == 'cuda' and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def amp_optim_wrapper(cfg: dict, device: str) -> dict:
-    """Turn an OptimWrapper config into its mixed-precision form for ``device``:
-    bf16 autocast where supported (CPU, Ampere+ GPUs), fp16 with loss scaling otherwise."""
+    """Turn an OptimWrapper config into its mixed-precision form for ``device`` (see
+    ``amp_dtype``): bf16 autocast, or fp16 with loss scaling."""
     cfg = dict(cfg)
     if cfg.get('type') == 'DeepSpeedOptimWrapper':
         raise ValueError('--amp does not apply to DeepSpeed: its strategy sets the precision '
                          '(bf16=dict(enabled=True) or fp16=dict(enabled=True))')
-    if device == 'cuda' and not torch.cuda.is_bf16_supported():
+    if amp_dtype(device) == torch.float16:
         cfg.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
     else:
         cfg.update(type='AutocastOptimWrapper', dtype='bfloat16')

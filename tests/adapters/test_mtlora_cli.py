@@ -36,6 +36,28 @@ def test_bench_measures_training_and_merged_inference(cli):
     assert 'infer, merged, batch 2, 64 px, 4 tasks' in format_report(infer)
 
 
+def test_bench_amp_trains_under_bf16_autocast_through_the_optim_wrapper():
+    import torch
+    from adapterkit.config import build_model, load_config
+    from adapterkit.engine.bench import random_targets, training_step
+    cfg = load_config('configs/quickstart/mtlora_swin-mini_synthetic-128.py')
+    cfg.model.backbone.update(pretrained=None, img_size=64)
+    model = build_model(cfg).train()
+    qkv = model.backbone.layers[0].blocks[0].attn.qkv
+    dtypes = []
+    qkv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    before = qkv.lora_shared_A.detach().clone()
+    step = training_step(model, torch.randn(2, 3, 64, 64),
+                         dict(gt=random_targets(model.tasks, 2, 64, 'cpu')), amp=True)
+    step()
+    assert dtypes == [torch.bfloat16]
+    assert qkv.lora_shared_A.dtype == torch.float32  # the weights stay fp32
+    assert not torch.equal(qkv.lora_shared_A, before)  # and AdamW stepped them
+    infer = bench('configs/quickstart/mtlora_swin-mini_synthetic-128.py', mode='infer',
+                  img=64, iters=1, warmup=0, amp=True)
+    assert infer['amp'] == 'bfloat16' and 'infer, bfloat16 autocast' in format_report(infer)
+
+
 def test_bench_refuses_merged_training_in_one_line(capsys):
     assert main(['bench', 'configs/quickstart/mtlora_swin-mini_synthetic-128.py',
                  '--merged']) == 2
