@@ -4,7 +4,7 @@ measures adapterkit, so both figures come from one machine and one method.
     python benchmarks/bench_reference_mtlora.py /path/to/MTLoRA [--mode train|infer]
         [--rank 64] [--task-rank 4] [--plus] [--tasks semseg,human_parts,sal,normals]
         [--batch 2] [--img 448] [--iters 3] [--warmup 1] [--threads 2]
-        [--cpu-malloc system|retain] [--json]
+        [--cpu-malloc system|retain] [--amp] [--json]
 
 It imports the reference's own Swin (``models/swin_transformer_mtlora.py``) and multi-task
 wrapper (``models/swin_mtl.py``) from the given checkout, configured as its released Swin-T
@@ -12,8 +12,10 @@ configs (drop path 0.2, scale 4, LoRA dropout 0.05, HRNet heads, per-task downsa
 marks the trainable set with its own ``mark_only_lora_as_trainable`` as its ``main.py`` does,
 and times the same step as `adapterkit bench`: forward, adapterkit's task losses on random
 targets, backward and AdamW on the trainable parameters (train), or a forward under no_grad
-in eval mode (infer; the reference cannot merge). Random weights: speed does not depend on
-them. Nothing of the reference is copied here; only its checkout is imported.
+in eval mode (infer; the reference cannot merge). ``--amp`` runs forward and losses under the
+autocast of `adapterkit bench --amp` (the reference's own AMP is CUDA-only). Random weights:
+speed does not depend on them. Nothing of the reference is copied here; only its checkout is
+imported.
 
 The reference imports ``ptflops`` at module level (for FLOP counting only); where it is not
 installed, an empty stand-in module lets the import pass.
@@ -89,12 +91,15 @@ def main(argv=None) -> int:
     parser.add_argument('--cpu-malloc', choices=['system', 'retain'], default='system',
                         help="glibc's allocator on CPU: as the reference runs (system), or "
                              "as adapterkit's CPU runs set it (retain)")
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision, as adapterkit bench --amp')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
 
     import adapterkit  # noqa: F401  (task losses and the measuring code)
     from adapterkit.engine.bench import measure, random_targets
     from adapterkit.engine.cpu_malloc import configure_cpu_malloc
+    from adapterkit.engine.optim import amp_dtype
     from adapterkit.tasks.base import build_tasks
 
     if args.threads:
@@ -106,6 +111,11 @@ def main(argv=None) -> int:
         model = reference_model(args.checkout, list(tasks), args.rank, args.task_rank,
                                 args.plus, args.img).to(device)
     inputs = torch.randn(args.batch, 3, args.img, args.img, device=device)
+    precision = amp_dtype(device.type) if args.amp else None
+
+    def autocast():
+        return torch.autocast(device.type, precision, enabled=args.amp)
+
     if args.mode == 'train':
         model.train()
         targets = random_targets(tasks, args.batch, args.img, device)
@@ -113,9 +123,10 @@ def main(argv=None) -> int:
                                       lr=1e-4)
 
         def step():
-            logits = model(inputs)
-            loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
-                       for name, task in tasks.items())
+            with autocast():
+                logits = model(inputs)
+                loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
+                           for name, task in tasks.items())
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -123,14 +134,14 @@ def main(argv=None) -> int:
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(inputs)
 
     figures = measure(step, args.iters, args.warmup, device)
     result = dict(implementation='scale-lab/MTLoRA', mode=args.mode, rank=args.rank,
                   task_rank=args.task_rank, plus=args.plus, device=str(device),
                   threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=args.batch,
-                  img=args.img,
+                  img=args.img, amp=str(precision).removeprefix('torch.') if args.amp else None,
                   tasks=list(tasks), trainable=sum(p.numel() for p in model.parameters()
                                                    if p.requires_grad),
                   images_per_s=round(args.batch / figures['step_s'], 3), **figures)

@@ -1,22 +1,23 @@
 """adapterkit's MTLoRA against the reference implementation, measured side by side.
 
     python benchmarks/compare_mtlora.py /path/to/MTLoRA [--threads 2] [--iters 5]
-        [--cpu-malloc retain|system] [--out FILE]
+        [--cpu-malloc retain|system] [--amp] [--out FILE]
 
 Swin-T, shared rank 64, task rank 4, 448 px, batch 2, random weights and data:
 
 - step times: both models live in one process and their steps alternate (warm-up first), so
   both see the same machine load; the median of ``iters`` steps each:
-  training (forward, the task losses, backward, AdamW) with the four PASCAL tasks, with 1
-  task (semseg) and with 5 (+ edge); inference forward, adapterkit merged and unmerged
-  (the reference cannot merge);
+  training (forward, the task losses, backward, AdamW) with the four PASCAL tasks;
+  inference forward, adapterkit merged and unmerged (the reference cannot merge); training
+  with 1 task (semseg) and with 5 (+ edge), those four models alternating together;
 - peak memory of training steps (two warm-up, three measured) with the four tasks: one fresh
   process each (`adapterkit bench`, `bench_reference_mtlora.py`), as both report it.
 
 Both run with glibc's allocator set the same way, ``--cpu-malloc``: 'retain' (adapterkit's
 default on CPU, see ``adapterkit/engine/cpu_malloc.py``) or 'system' (glibc's defaults, as
-the reference runs on its own). Prints the figures and the ratios (adapterkit / reference)
-as JSON; ``--out`` writes them.
+the reference runs on its own). ``--amp`` runs both under the autocast of
+`adapterkit bench --amp` (bf16 on CPU). Prints the figures and the ratios (adapterkit /
+reference) as JSON; ``--out`` writes them.
 """
 import argparse
 import contextlib
@@ -49,21 +50,29 @@ def models(checkout, tasks):
     return build_model(cfg), reference
 
 
-def step_of(model, forward, mode, tasks, images, targets):
+def step_of(model, forward, mode, tasks, images, targets, amp=False):
+    from adapterkit.engine.optim import amp_dtype
+    device = images.device.type
+
+    def autocast():
+        return torch.autocast(device, amp_dtype(device), enabled=amp)
+
     if mode == 'infer':
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 forward(images)
         return step
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
-        logits = forward(images)
-        sum(task.loss_weight * task.loss(logits[name], targets[name])
-            for name, task in tasks.items()).backward()
+        with autocast():
+            logits = forward(images)
+            loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
+                       for name, task in tasks.items())
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return step
@@ -97,6 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--cpu-malloc', choices=['retain', 'system'], default='retain',
                         help="glibc's allocator for both implementations")
+    parser.add_argument('--amp', action='store_true', help='both under bf16 autocast')
     parser.add_argument('--out', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
@@ -109,31 +119,41 @@ def main(argv=None) -> int:
     configure_cpu_malloc(args.cpu_malloc)
     images = torch.randn(2, 3, 448, 448)
 
-    seconds = {}
-    for label, names in (('4_tasks', FOUR), ('1_task', FOUR[:1]), ('5_tasks', FOUR + ['edge'])):
+    def train_steps(names):
         tasks = build_tasks(names)
         ours, reference = models(args.checkout, names)
         targets = random_targets(tasks, 2, 448, 'cpu')
-        times = alternate({
-            'adapterkit': step_of(ours, lambda x: ours(x, mode='tensor'), 'train', tasks,
-                                  images, targets),
-            'reference': step_of(reference, reference, 'train', tasks, images, targets),
-        }, args.iters)
-        seconds.update({f'{k}_train_{label}': v for k, v in times.items()})
-        if label == '4_tasks':
-            unmerged = step_of(ours, lambda x: ours(x, mode='tensor'), 'infer', tasks, images,
-                               targets)
-            times = alternate({'adapterkit': unmerged,
-                               'reference': step_of(reference, reference, 'infer', tasks,
-                                                    images, targets)}, args.iters)
-            seconds.update({f'{k}_infer': v for k, v in times.items()})
-            ours.merge_adapters()
-            seconds['adapterkit_infer_merged'] = alternate({'merged': unmerged},
-                                                           args.iters)['merged']
-        print(json.dumps(seconds), flush=True)
-        del ours, reference
+        steps = {'adapterkit': step_of(ours, lambda x: ours(x, mode='tensor'), 'train', tasks,
+                                       images, targets, args.amp),
+                 'reference': step_of(reference, reference, 'train', tasks, images, targets,
+                                      args.amp)}
+        return steps, ours, reference, tasks, targets
 
-    common = ['--threads', str(args.threads), '--iters', '3', '--warmup', '2', '--json']
+    seconds = {}
+    steps, ours, reference, tasks, targets = train_steps(FOUR)
+    seconds.update({f'{k}_train_4_tasks': v for k, v in alternate(steps, args.iters).items()})
+    unmerged = step_of(ours, lambda x: ours(x, mode='tensor'), 'infer', tasks, images, targets,
+                       args.amp)
+    times = alternate({'adapterkit': unmerged,
+                       'reference': step_of(reference, reference, 'infer', tasks, images,
+                                            targets, args.amp)}, args.iters)
+    seconds.update({f'{k}_infer': v for k, v in times.items()})
+    ours.merge_adapters()
+    seconds['adapterkit_infer_merged'] = alternate({'merged': unmerged}, args.iters)['merged']
+    print(json.dumps(seconds), flush=True)
+    del steps, ours, reference, unmerged
+    # what more tasks add is a difference of two step times: all four steps alternate, so
+    # that a drift of the machine's speed between them cannot enter it
+    steps = {}
+    for label, names in (('1_task', FOUR[:1]), ('5_tasks', FOUR + ['edge'])):
+        steps.update({f'{impl}_train_{label}': step
+                      for impl, step in train_steps(names)[0].items()})
+    seconds.update(alternate(steps, args.iters))
+    print(json.dumps(seconds), flush=True)
+    del steps
+
+    common = ['--threads', str(args.threads), '--iters', '3', '--warmup', '2', '--json'] \
+        + (['--amp'] if args.amp else [])
     memory = dict(
         adapterkit=peak_memory([sys.executable, '-m', 'adapterkit', 'bench', CONFIG,
                                 *common], args.threads, args.cpu_malloc),
@@ -150,7 +170,7 @@ def main(argv=None) -> int:
         added_1_to_5_tasks=added['adapterkit'] / added['reference'])
     result = dict(seconds=seconds, peak_memory_mb=memory, added_1_to_5_tasks_s=added,
                   ratios={k: round(v, 3) for k, v in ratios.items()},
-                  threads=args.threads, cpu_malloc=args.cpu_malloc,
+                  threads=args.threads, cpu_malloc=args.cpu_malloc, amp=args.amp,
                   load_average=os.getloadavg())
     print(json.dumps(result, indent=2))
     if args.out:
