@@ -21,7 +21,8 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..evaluation import delta_m
-from .compare import PRETRAIN, SINGLE_TASK, duration_text, write_json, write_text
+from .compare import duration_text, write_json, write_text
+from .compare_suite import PRETRAIN, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
 

@@ -13,8 +13,9 @@ from PIL import Image
 
 from adapterkit.cli import DEMO_SUITE, main
 from adapterkit.engine import compare
-from adapterkit.engine.compare import (SuiteError, config_diff, load_suite, outside_allowed,
-                                       plan, report_from_dirs, run_compare)
+from adapterkit.engine.compare import plan, report_from_dirs, run_compare
+from adapterkit.engine.compare_suite import (SuiteError, config_diff, load_suite,
+                                             outside_allowed)
 from adapterkit.engine.compare_report import (REPORT_FILES, build_report, mean_std,
                                               pareto_front, write_report)
 from adapterkit.evaluation import delta_m

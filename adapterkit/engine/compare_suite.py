@@ -1,0 +1,289 @@
+"""The suite of ``adapterkit compare``: its file format, and the rule that every run is
+the same pipeline but for its adapter.
+
+A *suite* is an mmengine ``.py`` config with these keys (config paths relative to the suite
+file or ``PROVIDER::path``; data roots and work dirs relative to the working directory;
+helper variables start with ``_``):
+
+``base``
+    The config every run is derived from (required).
+``members``
+    ``{name: config path | dict(config=path, adapter=dict(...)) | dict(adapter=...)}``
+    (required). A member contributes its ``model.adapter`` and nothing else: a member
+    config that differs from ``base`` anywhere else is refused, and an ``adapter`` next to
+    ``config`` is merged into that config's adapter.
+``tasks``
+    Task names of the multi-task runs (default: the base config's ``model.tasks``).
+``seeds``
+    ``[0]`` by default; every run is trained once per seed (``randomness.seed``).
+``data``
+    ``dict(root=..., synthesize=dict(...))``: the data every run trains and validates on;
+    ``synthesize`` (keyword arguments of ``adapterkit.datasets.synthetic.synthesize``)
+    writes it when ``root`` does not exist.
+``options``
+    ``--cfg-options`` style overrides every run shares (schedule, image size, ...).
+``references``
+    ``'single-task'`` (default): one single-task full fine-tuning run per task and seed on
+    the same data, and Δm against their mean; or ``{task: value}`` (published numbers).
+``pretrained``
+    The backbone file every run starts from (default: the base config's).
+``pretrain``
+    ``dict(data=dict(root=..., synthesize=...), options=dict(...))``: a pretraining stage
+    (full fine-tuning of the base model on all tasks, on other data) whose backbone, saved
+    as ``pretrain/backbone.safetensors`` in timm's layout, every run starts from.
+"""
+import copy
+import json
+import os.path as osp
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
+
+from mmengine.config import Config
+
+from .. import plugins
+from ..config import ConfigError, load_config
+
+SINGLE_TASK = 'single-task'
+PRETRAIN = 'pretrain'
+# Δm's references are single-task models trained with full fine-tuning (Maninis et al.).
+REFERENCE_ADAPTER = dict(type='Full')
+SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'references',
+              'pretrained', 'pretrain')
+MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
+
+
+class SuiteError(ConfigError):
+    """A suite file is malformed, or a member breaks the identical-pipeline rule."""
+
+
+# ------------------------------------------------------------------ suites
+@dataclass
+class Suite:
+    path: str
+    name: str
+    base: str
+    members: Dict[str, dict]  # name -> dict(config=path or None, adapter=dict/list or None)
+    tasks: Dict[str, dict]  # name -> task config, the base's (or the suite's subset)
+    seeds: List[int]
+    data: Optional[dict]
+    options: dict
+    references: Union[str, Dict[str, float]]  # SINGLE_TASK or {task: value}
+    pretrained: Optional[str]
+    pretrain: Optional[dict]
+
+    def shared_options(self, seed: int, tasks: Optional[Sequence[str]] = None,
+                       data: Optional[dict] = None, pretrained: Optional[str] = None,
+                       options: Optional[dict] = None) -> dict:
+        """The overrides a run applies to its config: the suite's shared options, its data
+        root, pretrained backbone, seed and tasks (default: the suite's). A fresh dict."""
+        # The suite prints its own progress lines; mmengine's INFO log (the config and
+        # environment of every run) and its per-parameter warnings about frozen weights
+        # would drown them. `--cfg-options log_level=INFO` brings them back.
+        merged = {'log_level': 'ERROR'}
+        merged.update(copy.deepcopy(self.options))
+        merged['randomness.seed'] = seed
+        data = data or self.data
+        if data:
+            merged.update({f'{split}_dataloader.dataset.data_root': data['root']
+                           for split in ('train', 'val', 'test')})
+        if pretrained:
+            merged['model.backbone.pretrained'] = pretrained
+        merged['model.tasks'] = {'_delete_': True, **{
+            name: copy.deepcopy(self.tasks[name]) for name in (tasks or self.tasks)}}
+        merged.update(copy.deepcopy(options or {}))  # a stage's own options come last
+        return merged
+
+    def common_config(self, seed: int, **shared) -> Config:
+        """The base config with everything the runs share: what each run is checked
+        against and diffed with."""
+        return load_config(self.base, self.shared_options(seed, **shared))
+
+    def run_config(self, adapter, seed: int, **shared) -> Config:
+        """The common config with ``adapter`` as its ``model.adapter`` (replaced, not
+        merged into the base's)."""
+        options = self.shared_options(seed, **shared)
+        options['model.adapter'] = _replacing(adapter)
+        return load_config(self.base, options)
+
+
+def load_suite(path: str, cfg_options: Optional[dict] = None) -> Suite:
+    """Read and check a suite file; ``cfg_options`` join the suite's shared ``options``.
+
+    Raises SuiteError with one line naming the offending key.
+    """
+    path = plugins.resolve_config(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'suite file not found: {path}')
+    raw = Config.fromfile(path).to_dict()
+    here = osp.dirname(osp.abspath(path))
+
+    def fail(key, message):
+        raise SuiteError(f'{path}: {key}: {message}')
+
+    unknown = sorted(k for k in raw if k not in SUITE_KEYS and not k.startswith('_'))
+    if unknown:
+        fail(unknown[0], f'unknown key (suite keys: {", ".join(SUITE_KEYS)}; helper '
+                         'variables start with "_")')
+    if not isinstance(raw.get('base'), str):
+        fail('base', 'required: the config every run derives from')
+    base = _config_path(raw['base'], here)
+    members = raw.get('members')
+    if not isinstance(members, dict) or not members:
+        fail('members', 'required: a non-empty dict of name -> config path or '
+                        'dict(config=..., adapter=...)')
+    for name in members:
+        if (not MEMBER_NAME.fullmatch(str(name)) or name == PRETRAIN
+                or name.startswith(SINGLE_TASK)):
+            fail(f'members.{name}', f'a member name is letters, digits and _.+- (and not '
+                                    f'{PRETRAIN!r} or {SINGLE_TASK}*): it names its work dir')
+    members = {name: _member(spec, f'members.{name}', here, fail)
+               for name, spec in members.items()}
+
+    seeds = raw.get('seeds', [0])
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        fail('seeds', f'a non-empty list of integers, got {seeds!r}')
+    data = _data(raw.get('data'), 'data', fail)
+    if not isinstance(raw.get('options', {}), dict):
+        fail('options', "a dict of config overrides, e.g. {'train_cfg.max_iters': 100}")
+    options = dict(raw.get('options') or {})
+    options.update(cfg_options or {})
+    pretrained, pretrain = raw.get('pretrained'), raw.get('pretrain')
+    if pretrained is not None and pretrain is not None:
+        fail('pretrain', 'give either `pretrained` (a file) or `pretrain` (a stage), not both')
+    if pretrained is not None and not isinstance(pretrained, str):
+        fail('pretrained', f'a checkpoint path, got {pretrained!r}')
+    if pretrain is not None:
+        if not isinstance(pretrain, dict) or set(pretrain) - {'data', 'options'}:
+            fail('pretrain', 'dict(data=dict(root=..., synthesize=...), options=dict(...))')
+        pretrain = dict(data=_data(pretrain.get('data'), 'pretrain.data', fail, required=True),
+                        options=dict(pretrain.get('options') or {}))
+
+    try:
+        base_tasks = load_config(base, options).model.get('tasks')
+    except Exception as err:
+        fail('base', f'{base} does not load: {one_line(err)}')
+    if not base_tasks:
+        fail('base', f'{base} has no model.tasks')
+    if not isinstance(base_tasks, dict):
+        base_tasks = {name: {} for name in base_tasks}
+    wanted = raw.get('tasks') or list(base_tasks)
+    if not isinstance(wanted, (list, tuple)):
+        fail('tasks', f'a list of task names, got {wanted!r}')
+    for name in wanted:
+        if name not in base_tasks:
+            fail('tasks', f'{name!r} is not a task of {base} ({", ".join(base_tasks)})')
+    tasks = {name: dict(base_tasks[name] or {}) for name in wanted}
+
+    references = raw.get('references', SINGLE_TASK)
+    if isinstance(references, dict):
+        missing = [t for t in tasks if not isinstance(references.get(t), (int, float))]
+        if missing:
+            fail('references', f'no reference value for task {missing[0]!r}')
+        references = {t: float(references[t]) for t in tasks}
+    elif references != SINGLE_TASK:
+        fail('references', f"'{SINGLE_TASK}' or {{task: value}}, got {references!r}")
+    return Suite(path=path, name=osp.splitext(osp.basename(path))[0], base=base,
+                 members=members, tasks=tasks, seeds=list(seeds), data=data, options=options,
+                 references=references, pretrained=pretrained, pretrain=pretrain)
+
+
+def _config_path(path: str, here: str) -> str:
+    if '::' in path or osp.isabs(path):
+        return path
+    return osp.normpath(osp.join(here, path))
+
+
+def _member(spec, key, here, fail) -> dict:
+    if isinstance(spec, str):
+        spec = dict(config=spec)
+    if not isinstance(spec, dict):
+        fail(key, f'a config path or dict(config=..., adapter=...), got {spec!r}')
+    unknown = sorted(set(spec) - {'config', 'adapter'})
+    if unknown:
+        fail(key, f'unknown key {unknown[0]!r} (a member has config and/or adapter)')
+    config, adapter = spec.get('config'), spec.get('adapter')
+    if config is None and adapter is None:
+        fail(key, 'needs a config, an adapter, or both')
+    if config is not None and not isinstance(config, str):
+        fail(f'{key}.config', f'a config path, got {config!r}')
+    if adapter is not None and not (
+            isinstance(adapter, dict) or (isinstance(adapter, (list, tuple))
+                                          and all(isinstance(a, dict) for a in adapter))):
+        fail(f'{key}.adapter', f'a strategy dict or a list of them, got {adapter!r}')
+    if config is None and isinstance(adapter, dict) and 'type' not in adapter:
+        fail(f'{key}.adapter', 'needs a type (or a config to take the rest from)')
+    return dict(config=config and _config_path(config, here), adapter=adapter)
+
+
+def _data(data, key, fail, required=False) -> Optional[dict]:
+    if data is None and not required:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get('root'), str):
+        fail(key, "dict(root='path', synthesize=dict(...)) with a root folder")
+    unknown = sorted(set(data) - {'root', 'synthesize'})
+    if unknown:
+        fail(key, f'unknown key {unknown[0]!r} (root, synthesize)')
+    if data.get('synthesize') is not None and not isinstance(data['synthesize'], dict):
+        fail(f'{key}.synthesize', 'keyword arguments of synthesize(), as a dict')
+    return dict(root=data['root'], synthesize=data.get('synthesize'))
+
+
+def _replacing(adapter):
+    """``model.adapter`` as a merge_from_dict value that replaces, not merges into, the
+    base's adapter."""
+    adapter = copy.deepcopy(adapter)
+    if isinstance(adapter, dict):
+        return {'_delete_': True, **adapter}
+    return list(adapter)
+
+
+# --------------------------------------------------------- identical pipelines
+def plain(cfg: Config) -> dict:
+    """A config as JSON-comparable data (tuples become lists)."""
+    return json.loads(json.dumps(cfg.to_dict(), default=repr))
+
+
+def config_diff(a: Config, b: Config) -> List[str]:
+    """The dotted keys whose values differ between two configs (lists compared whole)."""
+    flat_a, flat_b = _flatten(plain(a)), _flatten(plain(b))
+    missing = object()
+    return sorted(k for k in flat_a.keys() | flat_b.keys()
+                  if flat_a.get(k, missing) != flat_b.get(k, missing))
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def outside_allowed(keys: Sequence[str], reference: bool = False) -> List[str]:
+    """The keys among ``keys`` that a run may not change: anything but ``model.adapter``,
+    and for a single-task reference also its task subset (every ``tasks`` entry)."""
+    return [k for k in keys if not (k.split('.')[:2] == ['model', 'adapter']
+                                    or (reference and 'tasks' in k.split('.')))]
+
+
+def check_identical(common: Config, cfg: Config, what: str,
+                    reference: bool = False) -> List[str]:
+    """The keys where ``cfg`` differs from the suite's common config; SuiteError naming
+    them when one is outside what a run may change (``outside_allowed``)."""
+    diff = config_diff(common, cfg)
+    outside = outside_allowed(diff, reference)
+    if outside:
+        raise SuiteError(f'{what} differs from the suite base outside model.adapter: '
+                         f'{", ".join(outside[:6])}')
+    return diff
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: its type and the first line of its message."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    lines = str(message).strip().splitlines() or ['']
+    return f'{type(err).__name__}: {lines[0]}'
