@@ -354,7 +354,7 @@ class MTLoRABlock(MTLoRASharedBlock):
     """
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        attn, mlp = self.attn, self.mlp
+        attn = self.attn
         shared, tasks = attn.proj.forward_streams(self._attention(x))
         a = x + self.drop_path1(attn.proj_drop(shared))
         a_tasks = (x + self.drop_path1(attn.proj_drop(tasks)).view(-1, *x.shape)).flatten(0, 1)

@@ -5,7 +5,7 @@ the input size -> tasks[task].loss / decode. Strategies (adapters) change only t
 backbone; heads never know which strategy is active.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
