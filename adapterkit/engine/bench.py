@@ -86,6 +86,7 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
         model.eval()
         if merged:
             model.merge_adapters()
+
         def step():
             with torch.no_grad(), torch.autocast(device.type, precision, enabled=amp):
                 model(inputs, mode='tensor')
