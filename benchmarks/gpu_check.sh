@@ -10,7 +10,7 @@
 # 1. The real CLI on CUDA, a few iterations of the MTLoRA quickstart on synthetic data:
 #    `adapterkit train --amp` under torchrun (mmengine's NCCL launch, DDP, SyncBN heads),
 #    and the same under mmengine's FSDPStrategy.
-# 2. `adapterkit bench` figures for Swin-T at 448 (random weights and data), all in the bf16
+# 2. `adapterkit bench --amp` figures for Swin-T at 448 (random weights and data), in the bf16
 #    autocast that `--amp` gives training:
 #    - training steps (forward, losses, backward, AdamW), batch 32: full fine-tuning,
 #      LoRA r4 (the paper's LoRA baseline), MTLoRA r64; throughput and peak memory;
@@ -51,37 +51,28 @@ cli() {  # NAME COMMAND...: a CLI run; its output goes to the log
     report "$name" "$ok" $((SECONDS - start))
 }
 
-# `adapterkit bench` has no precision switch: this runs its measurement under the bf16
-# autocast of AutocastOptimWrapper (fp32 weights, bf16 matmuls and convolutions).
-cat > "$OUT/bench_bf16.py" <<'EOF'
-import json
-import sys
-
-import torch
-
-from adapterkit.engine.bench import bench
-
-name, config, mode, batch, img, merged, options = sys.argv[1:]
-steps = dict(iters=10, warmup=3) if mode == 'train' else dict(iters=30, warmup=5)
-device = 'cuda' if torch.cuda.is_available() else 'cpu'
-with torch.autocast(device, dtype=torch.bfloat16):
-    result = bench(config, mode=mode, batch=int(batch), img=int(img), merged=merged == 'merged',
-                   cfg_options=json.loads(options) if options else None, **steps)
-result.pop('step_s_all')
-gpu = torch.cuda.get_device_name() if device == 'cuda' else 'none'
-print(json.dumps(dict(run=name, ok=True, amp='bfloat16', gpu=gpu, **result)))
-EOF
-
-bench() {  # NAME CONFIG MODE BATCH [merged] [CFG_OPTIONS_JSON]
-    local name=$1 start=$SECONDS
-    if timeout 300 "$PY" "$OUT/bench_bf16.py" "$1" "$2" "$3" "$4" "$IMG" "${5:-}" "${6:-}" \
+bench() {  # NAME CONFIG MODE BATCH [merged] [KEY=VALUE...]: `adapterkit bench --amp`
+    local name=$1 config=$2 mode=$3 batch=$4 merged=${5:-} start=$SECONDS
+    shift 4
+    [ $# -gt 0 ] && shift
+    local args=(--mode "$mode" --batch "$batch" --img "$IMG" --amp --json --iters 30 --warmup 5)
+    [ "$mode" = train ] && args+=(--iters 10 --warmup 3)  # the last of a repeated option wins
+    [ -n "$merged" ] && args+=(--merged)
+    [ $# -gt 0 ] && args+=(--cfg-options "$@")
+    if timeout 300 "$PY" -m adapterkit bench "$config" "${args[@]}" \
             > "$OUT/$name.json" 2> "$OUT/$name.log"; then
-        tee -a "$RESULTS" < "$OUT/$name.json"
+        "$PY" -c 'import json, sys
+result = json.load(open(sys.argv[1]))
+result.pop("step_s_all")
+print(json.dumps(dict(run=sys.argv[2], ok=True, gpu=sys.argv[3], **result)))' \
+            "$OUT/$name.json" "$name" "$GPU" | tee -a "$RESULTS"
     else
         report "$name" false $((SECONDS - start))
     fi
 }
 
+GPU=$("$PY" -c 'import torch
+print(torch.cuda.get_device_name() if torch.cuda.is_available() else "none")')
 MACHINE=$("$PY" -c 'import torch
 print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')
 echo "# gpu_check $(date -u +%FT%TZ): torch $MACHINE" >&2
@@ -106,8 +97,8 @@ cli cli_fsdp_amp "${TORCHRUN[@]}" --work-dir "$OUT/fsdp" \
 bench train_full "$FULL" train "$BATCH"
 bench train_lora_r4 "$LORA" train "$BATCH"
 bench train_mtlora_r64 "$MTLORA" train "$BATCH"
-bench train_full_channels_last "$FULL" train "$BATCH" '' '{"model.channels_last": true}'
-bench train_full_with_cp "$FULL" train "$BATCH" '' '{"model.backbone.with_cp": true}'
+bench train_full_channels_last "$FULL" train "$BATCH" '' model.channels_last=True
+bench train_full_with_cp "$FULL" train "$BATCH" '' model.backbone.with_cp=True
 
 # Inference: latency at batch 1, throughput at batch 32.
 bench infer_full_b1 "$FULL" infer 1
@@ -117,7 +108,7 @@ bench infer_full_b32 "$FULL" infer "$BATCH"
 bench infer_mtlora_r64_merged_b32 "$MTLORA" infer "$BATCH" merged
 
 # Last, as it compiles for a minute or two: is torch.compile worth it here?
-bench train_mtlora_r64_compile "$MTLORA" train "$BATCH" '' '{"model.torch_compile": true}'
+bench train_mtlora_r64_compile "$MTLORA" train "$BATCH" '' model.torch_compile=True
 
 # The targets of issue 7.
 "$PY" - "$RESULTS" <<'EOF'
