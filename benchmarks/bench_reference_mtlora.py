@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     import adapterkit  # noqa: F401  (task losses and the measuring code)
     from adapterkit.engine.bench import measure, random_targets
     from adapterkit.engine.cpu_malloc import configure_cpu_malloc
-    from adapterkit.engine.optim import amp_dtype
+    from adapterkit.engine.optim import amp_autocast, amp_dtype
     from adapterkit.tasks.base import build_tasks
 
     if args.threads:
@@ -111,11 +111,6 @@ def main(argv=None) -> int:
         model = reference_model(args.checkout, list(tasks), args.rank, args.task_rank,
                                 args.plus, args.img).to(device)
     inputs = torch.randn(args.batch, 3, args.img, args.img, device=device)
-    precision = amp_dtype(device.type) if args.amp else None
-
-    def autocast():
-        return torch.autocast(device.type, precision, enabled=args.amp)
-
     if args.mode == 'train':
         model.train()
         targets = random_targets(tasks, args.batch, args.img, device)
@@ -123,7 +118,7 @@ def main(argv=None) -> int:
                                       lr=1e-4)
 
         def step():
-            with autocast():
+            with amp_autocast(device.type, args.amp):
                 logits = model(inputs)
                 loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
                            for name, task in tasks.items())
@@ -134,14 +129,15 @@ def main(argv=None) -> int:
         model.eval()
 
         def step():
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), amp_autocast(device.type, args.amp):
                 model(inputs)
 
     figures = measure(step, args.iters, args.warmup, device)
     result = dict(implementation='scale-lab/MTLoRA', mode=args.mode, rank=args.rank,
                   task_rank=args.task_rank, plus=args.plus, device=str(device),
                   threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=args.batch,
-                  img=args.img, amp=str(precision).removeprefix('torch.') if args.amp else None,
+                  img=args.img,
+                  amp=str(amp_dtype(device.type)).removeprefix('torch.') if args.amp else None,
                   tasks=list(tasks), trainable=sum(p.numel() for p in model.parameters()
                                                    if p.requires_grad),
                   images_per_s=round(args.batch / figures['step_s'], 3), **figures)

@@ -51,24 +51,20 @@ def models(checkout, tasks):
 
 
 def step_of(model, forward, mode, tasks, images, targets, amp=False):
-    from adapterkit.engine.optim import amp_dtype
+    from adapterkit.engine.optim import amp_autocast
     device = images.device.type
-
-    def autocast():
-        return torch.autocast(device, amp_dtype(device), enabled=amp)
-
     if mode == 'infer':
         model.eval()
 
         def step():
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), amp_autocast(device, amp):
                 forward(images)
         return step
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
-        with autocast():
+        with amp_autocast(device, amp):
             logits = forward(images)
             loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
                        for name, task in tasks.items())

@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .optim import amp_dtype, amp_optim_wrapper
+from .optim import amp_autocast, amp_dtype, amp_optim_wrapper
 
 MODES = ('train', 'infer')
 
@@ -73,7 +73,6 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
                            for name in tasks}
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     cpu_malloc = configure_cpu_malloc() if device.type == 'cpu' else None
-    precision = amp_dtype(device.type) if amp else None
     model = build_model(cfg).to(device)
     size = backbone.img_size if isinstance(backbone.img_size, int) else backbone.img_size[0]
     inputs = torch.randn(batch, 3, size, size, device=device)
@@ -88,14 +87,14 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
             model.merge_adapters()
 
         def step():
-            with torch.no_grad(), torch.autocast(device.type, precision, enabled=amp):
+            with torch.no_grad(), amp_autocast(device.type, amp):
                 model(inputs, mode='tensor')
 
     figures = measure(step, iters, warmup, device)
     return dict(config=config, mode=mode, merged=merged, device=str(device),
                 threads=torch.get_num_threads(), cpu_malloc=cpu_malloc, batch=batch, img=size,
                 tasks=list(model.tasks),
-                amp=str(precision).removeprefix('torch.') if amp else None,
+                amp=str(amp_dtype(device.type)).removeprefix('torch.') if amp else None,
                 iters=iters, warmup=warmup, images_per_s=round(batch / figures['step_s'], 3),
                 **figures)
 

@@ -33,6 +33,11 @@ def amp_dtype(device: str) -> torch.dtype:
     return torch.bfloat16
 
 
+def amp_autocast(device: str, enabled: bool = True) -> torch.autocast:
+    """The autocast of ``--amp`` on ``device`` (in ``amp_dtype``); off unless ``enabled``."""
+    return torch.autocast(device, amp_dtype(device), enabled=enabled)
+
+
 def amp_optim_wrapper(cfg: dict, device: str) -> dict:
     """Turn an OptimWrapper config into its mixed-precision form for ``device`` (see
     ``amp_dtype``): bf16 autocast, or fp16 with loss scaling."""
