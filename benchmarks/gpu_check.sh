@@ -55,8 +55,9 @@ bench() {  # NAME CONFIG MODE BATCH [merged] [KEY=VALUE...]: `adapterkit bench -
     local name=$1 config=$2 mode=$3 batch=$4 merged=${5:-} start=$SECONDS
     shift 4
     [ $# -gt 0 ] && shift
-    local args=(--mode "$mode" --batch "$batch" --img "$IMG" --amp --json --iters 30 --warmup 5)
-    [ "$mode" = train ] && args+=(--iters 10 --warmup 3)  # the last of a repeated option wins
+    local steps=(--iters 30 --warmup 5)
+    [ "$mode" = train ] && steps=(--iters 10 --warmup 3)
+    local args=(--mode "$mode" --batch "$batch" --img "$IMG" "${steps[@]}" --amp --json)
     [ -n "$merged" ] && args+=(--merged)
     [ $# -gt 0 ] && args+=(--cfg-options "$@")
     if timeout 300 "$PY" -m adapterkit bench "$config" "${args[@]}" \
@@ -71,11 +72,9 @@ print(json.dumps(dict(run=sys.argv[2], ok=True, gpu=sys.argv[3], **result)))' \
     fi
 }
 
-GPU=$("$PY" -c 'import torch
-print(torch.cuda.get_device_name() if torch.cuda.is_available() else "none")')
-MACHINE=$("$PY" -c 'import torch
-print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')
-echo "# gpu_check $(date -u +%FT%TZ): torch $MACHINE" >&2
+read -r TORCH GPU < <("$PY" -c 'import torch
+print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "none")')
+echo "# gpu_check $(date -u +%FT%TZ): torch $TORCH, GPU $GPU" >&2
 
 # 1. The CLI on CUDA.
 DATA="$OUT/synthetic"

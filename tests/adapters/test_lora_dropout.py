@@ -56,4 +56,3 @@ def test_dropout_is_the_identity_in_eval_and_keeps_the_mean_in_training():
     torch.manual_seed(0)
     y = LoRADropout(0.5).train()(torch.ones(1000, 1000))
     assert abs(y.mean().item() - 1) < 0.01
-
