@@ -1,12 +1,15 @@
 """The task-stream products of MTLoRA (adapters/mtlora_ops.py) against autograd on the plain
-formulas: gradcheck in float64, and float32 shapes that span several row blocks."""
+formulas: gradcheck in float64, and float32 shapes that span several row blocks, through
+both the PyTorch ops and the fused C kernel of the task MLPs."""
+import shutil
+
 import adapterkit  # noqa: F401
 import pytest
 import torch
 import torch.nn.functional as F
 
-from adapterkit.adapters.mtlora_ops import (_row_blocks, task_down, task_hidden_down,
-                                            task_up)
+from adapterkit.adapters.mtlora_ops import (_row_blocks, _TaskMLPKernel, task_down,
+                                            task_hidden_down, task_up)
 
 T, M, RANK, IN, OUT = 3, 7, 2, 5, 4
 
@@ -42,7 +45,22 @@ def plain(base, inputs, down1, up1, down2):
     return low1, low2
 
 
-def test_ops_match_autograd_over_several_row_blocks():
+@pytest.fixture(params=['pytorch', 'kernel'])
+def task_mlp_path(request, monkeypatch):
+    """Run a test through the PyTorch ops, then through the C kernel (which must then be
+    the one that runs: on a machine with a C compiler it has to build)."""
+    if request.param == 'pytorch':
+        monkeypatch.setenv('ADAPTERKIT_NATIVE', '0')
+    elif shutil.which('cc') is None:
+        pytest.skip('no C compiler (cc) to build the kernel')
+    return request.param
+
+
+def uses_kernel(base, low):
+    return _TaskMLPKernel.get(base, low, 'none') is not None
+
+
+def test_ops_match_autograd_over_several_row_blocks(task_mlp_path):
     torch.manual_seed(0)
     rows, width = 3000, 384
     base = torch.randn(rows, width, requires_grad=True)
@@ -55,6 +73,7 @@ def test_ops_match_autograd_over_several_row_blocks():
     weight = torch.randn(T, rows, 4)
 
     low1 = task_down(inputs, down1)
+    assert uses_kernel(base, low1) == (task_mlp_path == 'kernel')
     got_out = task_hidden_down(base, low1, up1, down2)
     got = torch.autograd.grad((got_out * weight).sum(), leaves)
     want_low1, want_out = plain(*leaves)
@@ -71,3 +90,52 @@ def test_ops_follow_autocast_dtype_on_cpu():
         low = task_down(inputs, down)
         out = task_up(torch.randn(M, OUT).bfloat16(), low, torch.randn(T, OUT, RANK))
     assert low.dtype == out.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('tasks,rows,width,ranks,threads', [
+    (1, 5, 7, [1], 2),             # a few rows, an odd width
+    (3, 37, 21, [2, 1, 2], 2),     # ranks below the kernel's are zero-padded
+    (2, 301, 384, [4, 4], 1),
+    (4, 1000, 96, [4, 3, 4, 2], 2),
+])
+def test_task_mlp_kernel_matches_the_pytorch_ops(monkeypatch, tasks, rows, width, ranks,
+                                                 threads):
+    if shutil.which('cc') is None:
+        pytest.skip('no C compiler (cc) to build the kernel')
+    torch.manual_seed(0)
+    rank = max(ranks)
+    mask = torch.zeros(tasks, rank)  # per-task ranks, stacked with zero padding
+    for task, r in enumerate(ranks):
+        mask[task, :r] = 1
+    base = torch.randn(rows, width)
+    low = torch.randn(tasks, rows, rank) * mask[:, None]
+    up = torch.randn(tasks, width, rank) * mask[:, None] * 0.5
+    down = torch.randn(tasks, rank, width) * mask[..., None] * 0.5
+    grad = torch.randn(tasks, rows, rank)
+
+    def run(native):
+        monkeypatch.setenv('ADAPTERKIT_NATIVE', native)
+        leaves = [t.clone().requires_grad_() for t in (base, low, up, down)]
+        out = task_hidden_down(*leaves)
+        return [out.detach(), *torch.autograd.grad(out, leaves, grad)]
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert uses_kernel(base, low)
+        got = run('1')
+        want = run('0')
+    finally:
+        torch.set_num_threads(previous)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()))
+
+
+def test_task_mlp_kernel_only_where_it_applies():
+    base, low = torch.randn(8, 16), torch.randn(2, 8, 4)
+    if shutil.which('cc') is not None:
+        assert uses_kernel(base, low)
+    assert not uses_kernel(base.double(), low.double())
+    assert not uses_kernel(base, torch.randn(2, 8, 8))  # ranks above the kernel's
+    assert _TaskMLPKernel.get(base, low, 'tanh') is None

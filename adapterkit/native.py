@@ -1,0 +1,105 @@
+"""Build and load adapterkit's C kernels for the CPU.
+
+A kernel is one C file in the package, with plain C functions on float pointers (no
+PyTorch headers, so it compiles in about a second). It is compiled on first use by the
+system's C compiler (``$CC``, else ``cc``) for this machine's CPU, into a cache directory
+(``$ADAPTERKIT_CACHE/native``, default ``~/.cache/adapterkit/native``) under a name keyed by
+the source, the flags, the compiler and the CPU, so that a changed kernel, compiler or
+machine (a shared home directory on a cluster) gets its own build; the build is written
+under a temporary name and renamed, so processes building at once (DDP ranks) never load a
+half-written file. It is loaded with ctypes, which releases the GIL during a call.
+
+Where no kernel can be built (no compiler, a compile error) ``load`` warns once and
+answers None, and callers compute the same with PyTorch ops; ``ADAPTERKIT_NATIVE=0`` turns
+the kernels off (to compare both paths, or to rule the kernels out).
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Dict, Optional
+
+ENV = 'ADAPTERKIT_NATIVE'
+# -fopenmp: the kernels split rows over OpenMP threads; loaded into a PyTorch process, the
+# library binds to PyTorch's own libgomp (same soname), so it shares PyTorch's thread pool.
+# The math flags keep IEEE infinities and NaNs but let gcc reorder float sums, which it
+# needs to vectorize reductions.
+FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-fno-math-errno',
+         '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math')
+
+_libraries: Dict[Path, Optional[ctypes.CDLL]] = {}
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    """Whether C kernels may be used (``ADAPTERKIT_NATIVE`` is not '0')."""
+    return os.environ.get(ENV, '1') != '0'
+
+
+def cache_dir() -> Path:
+    root = os.environ.get('ADAPTERKIT_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.join(Path.home(), '.cache'), 'adapterkit')
+    return Path(root) / 'native'
+
+
+def load(source: Path) -> Optional[ctypes.CDLL]:
+    """The compiled library of the C file ``source``, built on first use; None (with one
+    warning) where it cannot be built, or where ``ADAPTERKIT_NATIVE=0``."""
+    source = Path(source)
+    if not enabled():
+        return None
+    with _lock:
+        if source not in _libraries:
+            try:
+                _libraries[source] = ctypes.CDLL(str(build(source)))
+            except OSError as error:
+                warnings.warn(f'adapterkit: C kernel {source.name} unavailable ({error}); '
+                              f'using PyTorch ops instead (slower on CPU)', RuntimeWarning)
+                _libraries[source] = None
+        return _libraries[source]
+
+
+def build(source: Path) -> Path:
+    """Compile ``source`` into the cache (unless there already) and return the library's
+    path; raises OSError naming the compiler and its first error line."""
+    compiler = os.environ.get('CC') or 'cc'
+    executable = shutil.which(compiler)
+    if executable is None:
+        raise OSError(f'no C compiler {compiler!r} on PATH (set CC)')
+    version = subprocess.run([executable, '--version'], capture_output=True, text=True).stdout
+    key = hashlib.sha256('\0'.join([Path(source).read_text(), ' '.join(FLAGS), version,
+                                    _cpu()]).encode()).hexdigest()[:16]
+    target = cache_dir() / f'{Path(source).stem}-{key}.so'
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix='.part')
+    os.close(handle)
+    try:
+        result = subprocess.run([executable, *FLAGS, '-o', partial, str(source)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            errors = [line for line in result.stderr.splitlines() if 'error' in line]
+            raise OSError(f'{compiler} failed on {source}: '
+                          f'{(errors or result.stderr.splitlines() or ["no output"])[0]}')
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def _cpu() -> str:
+    """What identifies this CPU for -march=native: its model and feature flags."""
+    try:
+        with open('/proc/cpuinfo') as info:
+            lines = [line for line in info if line.startswith(('model name', 'flags'))][:2]
+    except OSError:
+        lines = []
+    return platform.machine() + ''.join(lines)
