@@ -14,6 +14,7 @@ from torch import nn
 
 from ..adapters.base import AdapterStrategy
 from ..adapters.mtlora_convert import convert_on_load
+from .projected_map import materialize
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
 
@@ -85,6 +86,10 @@ class MultiTaskModel(BaseModel):
         self.heads.requires_grad_(train_heads)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        # A backbone that can hand over maps whose last linear map is not yet applied does
+        # so (see ProjectedMap); compiled modules exchange plain tensors only.
+        self._projected_maps = (getattr(self.backbone, 'answers_projected_maps', False)
+                                and not torch_compile)
         if torch_compile:
             options = {} if torch_compile is True else dict(torch_compile)
             for module in (self.backbone, *self.heads.values()):
@@ -106,13 +111,20 @@ class MultiTaskModel(BaseModel):
 
     def predict_logits(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Raw logits per task at the input resolution."""
-        pyramids = self.backbone(inputs, list(self.tasks))
+        names = list(self.tasks)
+        pyramids = self.backbone(inputs, names, projected=True) if self._projected_maps \
+            else self.backbone(inputs, names)
         size = inputs.shape[-2:]
-        # Heads reading channels-last maps answer channels-last logits; upsampled so, the
-        # per-pixel losses over channels run 2x slower, so upsample from NCHW (small here).
-        return {name: F.interpolate(self.heads[name](pyramids[name]).contiguous(), size=size,
-                                    mode='bilinear', align_corners=False)
-                for name in self.tasks}
+        logits = {}
+        for name in names:
+            head = self.heads[name]
+            maps = pyramids[name] if getattr(head, 'reads_projected_maps', False) \
+                else materialize(pyramids[name])
+            # Heads reading channels-last maps answer channels-last logits; upsampled so,
+            # the per-pixel losses over channels run 2x slower: upsample from NCHW (small)
+            logits[name] = F.interpolate(head(maps).contiguous(), size=size, mode='bilinear',
+                                         align_corners=False)
+        return logits
 
     def loss(self, logits: Dict[str, torch.Tensor], data_samples: dict) -> Dict[str, torch.Tensor]:
         gt = self._targets(data_samples)

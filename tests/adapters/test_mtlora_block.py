@@ -291,3 +291,27 @@ def test_shared_block_equals_timm_block(resolution, shift):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for grad, want_grad in zip(grads, want_grads):
         torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_heads_reading_projected_merges_train_exactly_as_on_the_merged_maps():
+    """The task streams' merges reach HRNetHead as ProjectedMap (reduction and downsampler
+    multiplied first): the same logits and gradients as from the merged maps themselves."""
+    from adapterkit.models.projected_map import ProjectedMap
+
+    def run(projected):
+        model = mini_model('matrix', dropout=0.3).train()
+        model._projected_maps = projected
+        torch.manual_seed(7)
+        logits = model(torch.randn(2, 3, 64, 64))
+        loss = sum((v ** 2).mean() for v in logits.values())
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return [loss.detach(), *(torch.zeros(0) if g is None else g for g in grads)]
+
+    model = mini_model('matrix')
+    maps = model.backbone(torch.randn(1, 3, 64, 64), TASKS, projected=True)[TASKS[0]]
+    assert [type(m) for m in maps] == [ProjectedMap] * 3 + [torch.Tensor]
+    assert maps[0].shape == maps[0].materialize().shape == (1, 32, 8, 8)
+    assert model._projected_maps  # the model's own choice
+    for got, want in zip(run(True), run(False)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

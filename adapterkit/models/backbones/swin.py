@@ -18,6 +18,7 @@ from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoi
 
 from adapterkit.compat import load_checkpoint_file
 from adapterkit.models.checkpoint import check_keys
+from adapterkit.models.projected_map import ProjectedMap
 from adapterkit.models.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
@@ -42,26 +43,52 @@ def _as_streams(out):
     return out if isinstance(out, tuple) else (out,)
 
 
+def _gather(x: torch.Tensor) -> torch.Tensor:
+    """The 2x2 neighbourhoods of ``x`` (B, H, W, C) side by side, (B, H/2, W/2, 4C), in
+    timm's PatchMerging order (odd sizes padded)."""
+    batch, height, width, channels = x.shape
+    if height % 2 or width % 2:  # F.pad copies even when it pads nothing (as timm calls it)
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+    return x.reshape(batch, x.shape[1] // 2, 2, x.shape[2] // 2, 2, channels) \
+        .permute(0, 1, 3, 4, 2, 5).flatten(3)
+
+
 def _merge(merge: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """timm's PatchMerging of ``x`` (B, H, W, C), but whatever keeps the normalized map
     for backward (a trainable or adapted reduction) redoes it from LN's input, which LN keeps
     anyway: one map of the merge's input size less in memory, for one LayerNorm more."""
     if type(merge) is not PatchMerging or not torch.is_grad_enabled():
         return merge(x)
-    batch, height, width, channels = x.shape
-    if height % 2 or width % 2:  # F.pad copies even when it pads nothing (as timm calls it)
-        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
-    x = x.reshape(batch, x.shape[1] // 2, 2, x.shape[2] // 2, 2, channels) \
-        .permute(0, 1, 3, 4, 2, 5).flatten(3)
+    x = _gather(x)
     normed = merge.norm(x)
     with recompute_in_backward(normed, lambda: merge.norm(x)):
         return merge.reduction(normed)
 
 
+def _projected_merges(merge: nn.Module, x: torch.Tensor, count: int
+                      ) -> Optional[List[ProjectedMap]]:
+    """timm's PatchMerging of ``count`` streams stacked along the batch, one
+    ``ProjectedMap`` per stream: its normalized map and the (plain, bias-free) reduction
+    still to apply, each recomputing its map from LN's input in backward (as ``_merge``).
+    None for another kind of merge (an adapted reduction)."""
+    reduction = getattr(merge, 'reduction', None)
+    if type(merge) is not PatchMerging or type(reduction) is not nn.Linear \
+            or reduction.bias is not None:
+        return None
+    x = _gather(x)
+    normed = merge.norm(x)
+    rows = len(x) // count
+    streams = [slice(i * rows, (i + 1) * rows) for i in range(count)]
+    redo = torch.is_grad_enabled()
+    return [ProjectedMap(normed[rows], reduction.weight,
+                         (lambda rows=rows: merge.norm(x[rows])) if redo else None)
+            for rows in streams]
+
+
 def _nchw(tap):
     # An NCHW view of the NHWC tokens (channels-last memory, as the reference hands its
     # decoders the maps): no copy, and convolution heads run faster on it.
-    return tap.permute(0, 3, 1, 2)
+    return tap if isinstance(tap, ProjectedMap) else tap.permute(0, 3, 1, 2)
 
 
 @MODELS.register_module()
@@ -86,6 +113,8 @@ class SwinBackbone(BaseModule):
         **timm_kwargs: passed to ``timm.create_model`` (depths, embed_dim, num_heads,
             window_size, ...).
     """
+
+    answers_projected_maps = True  # forward(..., projected=True): see there
 
     def __init__(self, arch='swin_tiny_patch4_window7_224', img_size=448, drop_path_rate=0.0,
                  pretrained=None, with_cp=False, fused_attn=True, init_cfg=None,
@@ -156,10 +185,12 @@ class SwinBackbone(BaseModule):
         """The shared pyramid: four NCHW maps."""
         return [_nchw(streams[0]) for streams in self._taps(x)]
 
-    def forward(self, x, tasks):
+    def forward(self, x, tasks, projected=False):
         """Return ``{task: [4 maps]}``. Without task streams every task gets the same list
-        object; with them (``stream_tasks``) each task gets the maps of its own stream."""
-        taps = self._taps(x)
+        object; with them (``stream_tasks``) each task gets the maps of its own stream.
+        ``projected``: a task stream's merges may come as ``ProjectedMap`` (for heads that
+        read them), with the merge's reduction not yet applied."""
+        taps = self._taps(x, projected)
         if self.stream_tasks is None:
             shared = [_nchw(streams[0]) for streams in taps]
             return {task: shared for task in tasks}
@@ -167,29 +198,34 @@ class SwinBackbone(BaseModule):
         if unknown:
             raise KeyError(f'SwinBackbone: no stream for task {unknown[0]!r}; the backbone '
                            f'was adapted for {self.stream_tasks}')
-        per_task = [streams[1].split(x.shape[0]) if len(streams) > 1 else None
-                    for streams in taps]
         pyramids = {}
         for task in tasks:
             index = self.stream_tasks.index(task)
-            pyramids[task] = [_nchw(streams[0] if split is None else split[index])
-                              for streams, split in zip(taps, per_task)]
+            pyramids[task] = [_nchw(streams[0] if len(streams) == 1 else streams[1][index])
+                              for streams in taps]
         return pyramids
 
-    def _taps(self, x):
-        """The four taps (NHWC), each as its streams: ``(shared,)``, or ``(shared, tasks)``
+    def _taps(self, x, projected=False):
+        """The four taps, each as its streams: ``(shared,)``, or ``(shared, per_task)``
         after a block that answers task streams (the pair of ``MTLoRABlock``: tasks stacked
-        task-major, T*B rows). The merge after such a block maps every stream (PatchMerging
-        is per sample), while the next stage continues from the shared stream only, so task
-        streams never cross stages."""
+        task-major, T*B rows), per_task one map per stream task. The merge after such a
+        block maps every stream (PatchMerging is per sample), while the next stage
+        continues from the shared stream only, so task streams never cross stages. Maps are
+        NHWC tensors, or ``ProjectedMap`` where ``projected`` allows it."""
         x = self._blocks(self.layers[0], self.patch_embed(x))  # stage 0 has no merge in timm
         taps = []
         for stage in self.layers[1:]:
             # timm's merge opens the next stage; its output is "after stage i's merge"
-            streams = tuple(_merge(stage.downsample, s) for s in _as_streams(x))
+            shared, *tasks = _as_streams(x)
+            streams = (_merge(stage.downsample, shared),)
+            if tasks:
+                count = len(self.stream_tasks)
+                per_task = projected and _projected_merges(stage.downsample, tasks[0], count)
+                streams += (per_task or _merge(stage.downsample, tasks[0]).chunk(count),)
             taps.append(streams)
             x = self._blocks(stage, streams[0])
-        taps.append(_as_streams(x))
+        shared, *tasks = _as_streams(x)
+        taps.append((shared, tasks[0].chunk(len(self.stream_tasks))) if tasks else (shared,))
         return taps
 
     def init_weights(self):

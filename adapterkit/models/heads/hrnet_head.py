@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from adapterkit.models.projected_map import ProjectedMap
 from adapterkit.models.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
@@ -23,6 +24,8 @@ class HRNetHead(BaseModule):
         channels: channels of the four maps after the downsamplers.
     """
 
+    reads_projected_maps = True  # its downsamplers are linear: see ProjectedMap
+
     def __init__(self, in_channels, num_outputs, channels=(18, 36, 72, 144), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != len(channels):
@@ -40,7 +43,9 @@ class HRNetHead(BaseModule):
         )
 
     def forward(self, feats):
-        maps = [conv(feat) for conv, feat in zip(self.downsample, feats)]
+        # a bias-free 1x1 conv is a linear map of the channels
+        maps = [feat.project(conv.weight.flatten(1)) if isinstance(feat, ProjectedMap)
+                else conv(feat) for conv, feat in zip(self.downsample, feats)]
         size = maps[0].shape[-2:]
         # The first 1x1 conv of last_layer, on cat(maps upsampled to `size`), is linear, and
         # so is bilinear upsampling: each map group of one resolution is mapped to the
