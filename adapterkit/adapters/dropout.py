@@ -3,16 +3,27 @@
 LoRA dropout runs on the input of every adapted layer, so on CPU it is a large part of a
 training step: torch draws one random number per element, serially (MKL's parallel
 generator is used on Intel CPUs only), and its CPU dropout keeps a float mask for backward.
-``LoRADropout`` draws the same distribution differently: the dropped elements of a
-Bernoulli(p) process are exactly the partial sums of independent Geometric(p) gaps, so about
-``p * numel`` draws place them all (20x fewer at p = 0.05), and backward keeps only their
-flat positions. On CUDA torch's fused dropout is already fast and is used as it is.
+``LoRADropout`` drops every element independently with probability p, as ``nn.Dropout``,
+but draws differently:
+
+- float32 on CPU, by the C kernel ``lora_dropout.c``: element i is dropped when a hash of
+  (key, i) falls below p; one key from torch's generator per call (so seeding reproduces
+  it), one pass over the tensor on all threads (14x faster than the geometric draws
+  below at 38 MB), and backward redraws the same elements from the key, keeping nothing.
+- otherwise on CPU: the dropped elements of a Bernoulli(p) process are exactly the partial
+  sums of independent Geometric(p) gaps, so about ``p * numel`` draws place them all (20x
+  fewer than torch's at p = 0.05), and backward keeps only their flat positions.
+- on CUDA torch's fused dropout, already fast.
 """
+import ctypes
 import math
-from typing import Callable, Tuple
+from pathlib import Path
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
+
+from .. import native
 
 
 def bernoulli_positions(count: int, p: float, device=None) -> torch.Tensor:
@@ -47,6 +58,51 @@ class _DropAt(torch.autograd.Function):
         return grad.view(ctx.shape), None, None
 
 
+class _DropoutKernel:
+    """The C kernel ``lora_dropout.c`` (float32 on CPU)."""
+
+    SOURCE = Path(__file__).with_name('lora_dropout.c')
+
+    def __init__(self, library: ctypes.CDLL):
+        self.function = library.lora_dropout
+        self.function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                  ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float, ctypes.c_int]
+
+    @classmethod
+    def get(cls, x: torch.Tensor) -> Optional['_DropoutKernel']:
+        if x.device.type != 'cpu' or x.dtype != torch.float32:
+            return None
+        library = native.load(cls.SOURCE)
+        if library is None:
+            return None
+        kernel = getattr(library, 'adapterkit_kernel', None)
+        if kernel is None:
+            kernel = library.adapterkit_kernel = cls(library)
+        return kernel
+
+    def __call__(self, x: torch.Tensor, key: int, p: float) -> torch.Tensor:
+        """``x / (1 - p)`` with the elements that ``key`` drops at p set to zero."""
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        self.function(x.data_ptr(), out.data_ptr(), x.numel(), key, int(p * 2 ** 32),
+                      1 / (1 - p), torch.get_num_threads())
+        return out
+
+
+class _DropByKey(torch.autograd.Function):
+    """The kernel's dropout; backward drops the same elements of the gradient (the
+    derivative is the kept mask times the scale), from the key alone."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, key, p):
+        ctx.kernel, ctx.key, ctx.p = kernel, key, p
+        return kernel(x, key, p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.kernel(grad, ctx.key, ctx.p), None, None, None
+
+
 class LoRADropout(nn.Dropout):
     """``nn.Dropout`` for the input of a LoRA branch (same distribution and scaling)."""
 
@@ -62,6 +118,11 @@ class LoRADropout(nn.Dropout):
         if x.device.type != 'cpu':
             dropped, mask = torch.native_dropout(x, self.p, True)
             return dropped, lambda y: y * mask * scale
+        kernel = _DropoutKernel.get(x)
+        if kernel is not None:
+            key, p = int(torch.randint(1 << 62, ())), self.p
+            return _DropByKey.apply(x, kernel, key, p), \
+                lambda y: _DropByKey.apply(y, kernel, key, p)
         positions = bernoulli_positions(x.numel(), self.p, x.device)
         return (_DropAt.apply(x, positions, scale),
                 lambda y: _DropAt.apply(y, positions, scale))

@@ -1,9 +1,24 @@
-"""LoRADropout: torch's dropout distribution, drawn as geometric gaps on CPU."""
+"""LoRADropout: torch's dropout distribution, drawn on CPU by the C kernel (a hash of key
+and index) or as geometric gaps."""
+import shutil
+
 import adapterkit  # noqa: F401
 import pytest
 import torch
 
-from adapterkit.adapters.dropout import LoRADropout, bernoulli_positions
+from adapterkit.adapters.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
+
+
+@pytest.fixture(params=['geometric', 'kernel'])
+def draws(request, monkeypatch):
+    """Run a test with the geometric draws, then with the C kernel (which must then be the
+    one that runs: on a machine with a C compiler it has to build)."""
+    if request.param == 'geometric':
+        monkeypatch.setenv('ADAPTERKIT_NATIVE', '0')
+    elif shutil.which('cc') is None:
+        pytest.skip('no C compiler (cc) to build the kernel')
+    assert (_DropoutKernel.get(torch.ones(1)) is not None) == (request.param == 'kernel')
+    return request.param
 
 
 def test_positions_are_sorted_in_range_and_at_rate_p():
@@ -17,27 +32,8 @@ def test_positions_are_sorted_in_range_and_at_rate_p():
     assert abs(len(positions) - count * p) < 5 * sigma
 
 
-def test_every_trial_succeeds_with_p_independently_of_its_neighbour():
-    torch.manual_seed(1)
-    draws, count, p = 40_000, 6, 0.3
-    hits = torch.zeros(draws, count)
-    for row in hits:
-        row[bernoulli_positions(count, p)] = 1
-    rate = hits.mean(0)
-    assert ((rate - p).abs() < 0.015).all(), rate  # about 6 sigma
-    both = (hits[:, :-1] * hits[:, 1:]).mean(0)  # neighbours: p^2 if independent
-    assert ((both - p * p).abs() < 0.01).all(), both
-
-
-def test_positions_follow_the_torch_seed():
-    torch.manual_seed(3)
-    first = bernoulli_positions(10_000, 0.1)
-    torch.manual_seed(3)
-    assert torch.equal(first, bernoulli_positions(10_000, 0.1))
-
-
 @pytest.mark.parametrize('shape', [(3000, 96), (2, 8, 17, 17)])  # rows; an NCHW map
-def test_dropout_scales_kept_elements_and_its_gradient_is_the_mask(shape):
+def test_dropout_scales_kept_elements_and_its_gradient_is_the_mask(shape, draws):
     torch.manual_seed(0)
     p = 0.2
     dropout = LoRADropout(p).train()
@@ -50,9 +46,33 @@ def test_dropout_scales_kept_elements_and_its_gradient_is_the_mask(shape):
     torch.testing.assert_close(x.grad, kept.float() / (1 - p))
 
 
-def test_dropout_is_the_identity_in_eval_and_keeps_the_mean_in_training():
+def test_dropout_is_the_identity_in_eval_and_keeps_the_mean_in_training(draws):
     x = torch.randn(500, 200)
     assert LoRADropout(0.5).eval()(x) is x
     torch.manual_seed(0)
     y = LoRADropout(0.5).train()(torch.ones(1000, 1000))
     assert abs(y.mean().item() - 1) < 0.01
+
+
+def test_every_element_is_dropped_independently(draws):
+    """Each element with probability p, independently of its neighbours (p^2 for a pair)
+    and of earlier calls."""
+    torch.manual_seed(1)
+    p, dropout = 0.3, LoRADropout(0.3).train()
+    hits = torch.stack([dropout(torch.ones(6)) == 0 for _ in range(40_000)]).float()
+    assert ((hits.mean(0) - p).abs() < 0.015).all()  # about 6 sigma
+    assert ((hits[:, :-1] * hits[:, 1:]).mean(0) - p * p).abs().max() < 0.01
+    assert ((hits[:-1] * hits[1:]).mean(0) - p * p).abs().max() < 0.01  # successive calls
+    big = dropout(torch.ones(3_000_000)) == 0  # the kernel's threads share one key
+    assert abs(big.float().mean().item() - p) < 6 * (p * (1 - p) / 3e6) ** 0.5
+
+
+def test_draws_follow_the_torch_seed_and_redo_drops_the_same_elements(draws):
+    dropout = LoRADropout(0.1).train()
+    x = torch.rand(50, 40) + 0.5
+    torch.manual_seed(3)
+    first, redo = dropout.draw(x)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x), first)
+    y = torch.rand(50, 40) + 0.5
+    torch.testing.assert_close(redo(y), y * (first != 0) / 0.9)

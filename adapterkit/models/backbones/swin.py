@@ -76,13 +76,11 @@ def _projected_merges(merge: nn.Module, x: torch.Tensor, count: int
             or reduction.bias is not None:
         return None
     x = _gather(x)
-    normed = merge.norm(x)
-    rows = len(x) // count
-    streams = [slice(i * rows, (i + 1) * rows) for i in range(count)]
     redo = torch.is_grad_enabled()
-    return [ProjectedMap(normed[rows], reduction.weight,
-                         (lambda rows=rows: merge.norm(x[rows])) if redo else None)
-            for rows in streams]
+    # chunk, not slices: backward then joins the streams' gradients in one copy
+    return [ProjectedMap(normed, reduction.weight,
+                         (lambda stream=stream: merge.norm(stream)) if redo else None)
+            for normed, stream in zip(merge.norm(x).chunk(count), x.chunk(count))]
 
 
 def _nchw(tap):
