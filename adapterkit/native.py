@@ -23,7 +23,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Callable, Dict
 
 ENV = 'ADAPTERKIT_NATIVE'
 # -fopenmp: the kernels split rows over OpenMP threads; loaded into a PyTorch process, the
@@ -33,7 +33,7 @@ ENV = 'ADAPTERKIT_NATIVE'
 FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-fno-math-errno',
          '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math')
 
-_libraries: Dict[Path, Optional[ctypes.CDLL]] = {}
+_bound: Dict[Path, Any] = {}  # per source: what bind answered, or None
 _lock = threading.Lock()
 
 
@@ -48,21 +48,23 @@ def cache_dir() -> Path:
     return Path(root) / 'native'
 
 
-def load(source: Path) -> Optional[ctypes.CDLL]:
-    """The compiled library of the C file ``source``, built on first use; None (with one
-    warning) where it cannot be built, or where ``ADAPTERKIT_NATIVE=0``."""
+def load(source: Path, bind: Callable[[ctypes.CDLL], Any] = lambda library: library):
+    """``bind(library)`` for the compiled library of the C file ``source`` (built on first
+    use), called once per process and kept (``bind`` declares the functions' argument types
+    and wraps them); None (with one warning) where the library cannot be built, or where
+    ``ADAPTERKIT_NATIVE=0``."""
     source = Path(source)
     if not enabled():
         return None
     with _lock:
-        if source not in _libraries:
+        if source not in _bound:
             try:
-                _libraries[source] = ctypes.CDLL(str(build(source)))
+                _bound[source] = bind(ctypes.CDLL(str(build(source))))
             except OSError as error:
                 warnings.warn(f'adapterkit: C kernel {source.name} unavailable ({error}); '
                               f'using PyTorch ops instead (slower on CPU)', RuntimeWarning)
-                _libraries[source] = None
-        return _libraries[source]
+                _bound[source] = None
+        return _bound[source]
 
 
 def build(source: Path) -> Path:

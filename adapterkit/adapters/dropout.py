@@ -72,13 +72,7 @@ class _DropoutKernel:
     def get(cls, x: torch.Tensor) -> Optional['_DropoutKernel']:
         if x.device.type != 'cpu' or x.dtype != torch.float32:
             return None
-        library = native.load(cls.SOURCE)
-        if library is None:
-            return None
-        kernel = getattr(library, 'adapterkit_kernel', None)
-        if kernel is None:
-            kernel = library.adapterkit_kernel = cls(library)
-        return kernel
+        return native.load(cls.SOURCE, cls)
 
     def __call__(self, x: torch.Tensor, key: int, p: float) -> torch.Tensor:
         """``x / (1 - p)`` with the elements that ``key`` drops at p set to zero."""

@@ -127,13 +127,7 @@ class _TaskMLPKernel:
         if (base.device.type != 'cpu' or base.dtype != torch.float32
                 or approximate != 'none' or low.shape[-1] > 4):
             return None
-        library = native.load(cls.SOURCE)
-        if library is None:
-            return None
-        kernel = getattr(library, 'adapterkit_kernel', None)
-        if kernel is None:
-            kernel = library.adapterkit_kernel = cls(library)
-        return kernel
+        return native.load(cls.SOURCE, cls)
 
     def _operands(self, low, up, down):
         """low (T, M, R), up transposed (T, R, H) and down (T, R, H), contiguous, their
