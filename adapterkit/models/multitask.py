@@ -14,9 +14,9 @@ from torch import nn
 
 from ..adapters.base import AdapterStrategy
 from ..adapters.mtlora_convert import convert_on_load
-from .projected_map import materialize
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
+from .projected_map import materialize
 
 ConfigType = Union[dict, None]
 
