@@ -107,9 +107,12 @@ def _row_blocks(base: torch.Tensor):
 
 
 class _TaskMLPKernel:
-    """``_TaskHiddenDown`` for float32 on CPU with exact GELU, fused into one pass per row
-    by the C kernel ``mtlora_task_mlp.c`` (its rank is fixed at 4; smaller task ranks are
-    zero-padded to it, which changes no product)."""
+    """``_TaskHiddenDown`` on CPU with exact GELU, fused into one pass per row by the C
+    kernel ``mtlora_task_mlp.c``. It computes in float32 (bfloat16 and float16 operands, as
+    under autocast, are widened and the results narrowed again), and its rank is fixed at 4:
+    smaller task ranks are zero-padded to it, which changes no product."""
+
+    DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
     SOURCE = Path(__file__).with_name('mtlora_task_mlp.c')
 
@@ -124,35 +127,35 @@ class _TaskMLPKernel:
     def get(cls, base: torch.Tensor, low: torch.Tensor, approximate: str
             ) -> Optional['_TaskMLPKernel']:
         """The kernel where it applies and could be built, else None."""
-        if (base.device.type != 'cpu' or base.dtype != torch.float32
+        if (base.device.type != 'cpu' or base.dtype not in cls.DTYPES
                 or approximate != 'none' or low.shape[-1] > 4):
             return None
         return native.load(cls.SOURCE, cls)
 
     def _operands(self, low, up, down):
-        """low (T, M, R), up transposed (T, R, H) and down (T, R, H), contiguous, their
-        rank R zero-padded to the kernel's."""
+        """low (T, M, R), up transposed (T, R, H) and down (T, R, H), float32 and
+        contiguous, their rank R zero-padded to the kernel's."""
         pad = self.rank - low.shape[-1]
-        return (F.pad(low, (0, pad)).contiguous(),
-                F.pad(up.transpose(1, 2), (0, 0, 0, pad)).contiguous(),
-                F.pad(down, (0, 0, 0, pad)).contiguous())
+        return (F.pad(low.float(), (0, pad)).contiguous(),
+                F.pad(up.float().transpose(1, 2), (0, 0, 0, pad)).contiguous(),
+                F.pad(down.float(), (0, 0, 0, pad)).contiguous())
 
     def forward(self, base, low, up, down):
         tasks, rows, rank = low.shape
-        base = base.contiguous()
+        dtype, base = base.dtype, base.float().contiguous()
         low, up_t, down = self._operands(low, up, down)
         out = base.new_empty(tasks, rows, self.rank)
         self.library.task_mlp_forward(base.data_ptr(), low.data_ptr(), up_t.data_ptr(),
                                       down.data_ptr(), out.data_ptr(), tasks, rows,
                                       base.shape[1], torch.get_num_threads())
-        return out[..., :rank]
+        return out[..., :rank].to(dtype)
 
     def backward(self, base, low, up, down, grad_out):
         tasks, rows, rank = low.shape
         width, threads = base.shape[1], torch.get_num_threads()
-        base = base.contiguous()
+        dtype, base = base.dtype, base.float().contiguous()
         low, up_t, down = self._operands(low, up, down)
-        grad_out = F.pad(grad_out, (0, self.rank - rank)).contiguous()
+        grad_out = F.pad(grad_out.float(), (0, self.rank - rank)).contiguous()
         grad_base, grad_low = torch.empty_like(base), torch.empty_like(low)
         size = tasks * self.rank * width
         workspace = base.new_zeros(threads, 2 * size + width)  # see task_mlp_backward
@@ -161,15 +164,16 @@ class _TaskMLPKernel:
             grad_out.data_ptr(), grad_base.data_ptr(), grad_low.data_ptr(),
             workspace.data_ptr(), tasks, rows, width, threads)
         grad_up_t, grad_down = workspace[:, :2 * size].sum(0).view(2, tasks, self.rank, width)
-        return (grad_base, grad_low[..., :rank], grad_up_t[:, :rank].transpose(1, 2),
-                grad_down[:, :rank])
+        return tuple(grad.to(dtype) for grad in (
+            grad_base, grad_low[..., :rank], grad_up_t[:, :rank].transpose(1, 2),
+            grad_down[:, :rank]))
 
 
 class _TaskHiddenDown(torch.autograd.Function):
     """low2_t = down2_t act(base + up1_t low1_t), saving only its inputs: the (T, M, hidden)
-    layer never exists whole. On CPU in float32 (exact GELU, task ranks up to 4) the C
-    kernel computes it row by row; otherwise PyTorch ops do, on CPU in cache-sized blocks
-    of rows (``_row_blocks``)."""
+    layer never exists whole. On CPU (exact GELU, task ranks up to 4) the C kernel
+    computes it row by row, in float32; otherwise PyTorch ops do, on CPU in cache-sized
+    blocks of rows (``_row_blocks``)."""
 
     @staticmethod
     def forward(ctx, base, low, up, down, approximate):

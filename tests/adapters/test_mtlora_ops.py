@@ -136,6 +136,27 @@ def test_task_mlp_kernel_only_where_it_applies():
     base, low = torch.randn(8, 16), torch.randn(2, 8, 4)
     if shutil.which('cc') is not None:
         assert uses_kernel(base, low)
-    assert not uses_kernel(base.double(), low.double())
+    assert not uses_kernel(base.double(), low.double())  # float64 keeps its precision
     assert not uses_kernel(base, torch.randn(2, 8, 8))  # ranks above the kernel's
     assert _TaskMLPKernel.get(base, low, 'tanh') is None
+
+
+def test_task_mlp_kernel_computes_bfloat16_in_float32():
+    """Under autocast the operands come in bfloat16: the kernel widens them, and answers in
+    bfloat16 what float32 gives on the same values."""
+    if shutil.which('cc') is None:
+        pytest.skip('no C compiler (cc) to build the kernel')
+    torch.manual_seed(0)
+    shapes = [(300, 96), (2, 300, 4), (2, 96, 4), (2, 4, 96)]
+    narrow = [torch.randn(*shape).bfloat16().requires_grad_() for shape in shapes]
+    wide = [t.detach().float().requires_grad_() for t in narrow]
+    assert uses_kernel(narrow[0], narrow[1])
+    grad = torch.randn(2, 300, 4)
+    got = task_hidden_down(*narrow)
+    got.backward(grad.bfloat16())
+    want = task_hidden_down(*wide)
+    want.backward(grad)
+    assert got.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in narrow)
+    for g, w in zip([got] + [t.grad for t in narrow], [want] + [t.grad for t in wide]):
+        w = w.detach()
+        torch.testing.assert_close(g.float(), w, rtol=1e-2, atol=1e-2 * float(w.abs().max()))
