@@ -17,8 +17,8 @@
    libgomp (same soname), so it runs on PyTorch's thread pool.
 
    GELU is the exact (erf) form; erf is Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), as in
-   PyTorch's vectorized CPU GELU, with exp by range reduction and a polynomial, written so
-   that gcc vectorizes both. */
+   PyTorch's vectorized CPU GELU, with exp by range reduction and Cephes' expf polynomial,
+   written so that gcc vectorizes both. */
 #include <omp.h>
 #include <stdint.h>
 
