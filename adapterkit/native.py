@@ -23,7 +23,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 ENV = 'ADAPTERKIT_NATIVE'
 # -fopenmp: the kernels split rows over OpenMP threads; loaded into a PyTorch process, the
@@ -67,17 +67,25 @@ def load(source: Path, bind: Callable[[ctypes.CDLL], Any] = lambda library: libr
         return _bound[source]
 
 
+def _compiler_name() -> str:
+    return os.environ.get('CC') or 'cc'
+
+
+def compiler() -> Optional[str]:
+    """The path of the C compiler kernels are built with (``$CC``, else ``cc``), or None."""
+    return shutil.which(_compiler_name())
+
+
 def build(source: Path) -> Path:
     """Compile ``source`` into the cache (unless there already) and return the library's
     path; raises OSError naming the compiler and its first error line."""
-    compiler = os.environ.get('CC') or 'cc'
-    executable = shutil.which(compiler)
+    source, executable = Path(source), compiler()
     if executable is None:
-        raise OSError(f'no C compiler {compiler!r} on PATH (set CC)')
+        raise OSError(f'no C compiler {_compiler_name()!r} on PATH (set CC)')
     version = subprocess.run([executable, '--version'], capture_output=True, text=True).stdout
-    key = hashlib.sha256('\0'.join([Path(source).read_text(), ' '.join(FLAGS), version,
+    key = hashlib.sha256('\0'.join([source.read_text(), ' '.join(FLAGS), version,
                                     _cpu()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f'{Path(source).stem}-{key}.so'
+    target = cache_dir() / f'{source.stem}-{key}.so'
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +96,7 @@ def build(source: Path) -> Path:
                                 capture_output=True, text=True)
         if result.returncode != 0:
             errors = [line for line in result.stderr.splitlines() if 'error' in line]
-            raise OSError(f'{compiler} failed on {source}: '
+            raise OSError(f'{_compiler_name()} failed on {source}: '
                           f'{(errors or result.stderr.splitlines() or ["no output"])[0]}')
         os.replace(partial, target)
     finally:

@@ -91,3 +91,23 @@ def tiny_model():
     """``tiny_model(adapter, pretrained=None)``: a MultiTaskModel on a one-block-per-stage Swin
     (width 16, window 4, 64 px) with HRNet heads for semseg and normals."""
     return _tiny_model
+
+
+@pytest.fixture
+def c_compiler():
+    """Skip the test where no C compiler ($CC, else cc) can build adapterkit's kernels."""
+    from adapterkit import native
+    if native.compiler() is None:
+        pytest.skip('no C compiler ($CC, else cc) to build the C kernels')
+
+
+@pytest.fixture(params=['pytorch', 'kernels'])
+def native_kernels(request, monkeypatch):
+    """Run a test with adapterkit's C kernels off (PyTorch ops), then on (skipped without a
+    C compiler; with one, the kernels have to build): answers whether they are on."""
+    if request.param == 'pytorch':
+        monkeypatch.setenv('ADAPTERKIT_NATIVE', '0')
+    else:
+        request.getfixturevalue('c_compiler')
+        monkeypatch.delenv('ADAPTERKIT_NATIVE', raising=False)
+    return request.param == 'kernels'

@@ -1,13 +1,12 @@
 """Building and loading C kernels (adapterkit/native.py): real compiles into a private cache."""
 import ctypes
-import shutil
 import warnings
 
 import pytest
 
 from adapterkit import native
 
-pytestmark = pytest.mark.skipif(shutil.which('cc') is None, reason='no C compiler (cc)')
+pytestmark = pytest.mark.usefixtures('c_compiler')
 
 SOURCE = 'int twice(int x) { return 2 * x; }\n'
 

@@ -1,7 +1,5 @@
 """LoRADropout: torch's dropout distribution, drawn on CPU by the C kernel (a hash of key
 and index) or as geometric gaps."""
-import shutil
-
 import adapterkit  # noqa: F401
 import pytest
 import torch
@@ -9,16 +7,11 @@ import torch
 from adapterkit.adapters.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
 
 
-@pytest.fixture(params=['geometric', 'kernel'])
-def draws(request, monkeypatch):
-    """Run a test with the geometric draws, then with the C kernel (which must then be the
-    one that runs: on a machine with a C compiler it has to build)."""
-    if request.param == 'geometric':
-        monkeypatch.setenv('ADAPTERKIT_NATIVE', '0')
-    elif shutil.which('cc') is None:
-        pytest.skip('no C compiler (cc) to build the kernel')
-    assert (_DropoutKernel.get(torch.ones(1)) is not None) == (request.param == 'kernel')
-    return request.param
+@pytest.fixture
+def draws(native_kernels):
+    """Run a test with the geometric draws, then with the C kernel: the kernel runs exactly
+    when the kernels are on."""
+    assert (_DropoutKernel.get(torch.ones(1)) is not None) == native_kernels
 
 
 def test_positions_are_sorted_in_range_and_at_rate_p():

@@ -1,8 +1,6 @@
 """The task-stream products of MTLoRA (adapters/mtlora_ops.py) against autograd on the plain
 formulas: gradcheck in float64, and float32 shapes that span several row blocks, through
 both the PyTorch ops and the fused C kernel of the task MLPs."""
-import shutil
-
 import adapterkit  # noqa: F401
 import pytest
 import torch
@@ -45,22 +43,11 @@ def plain(base, inputs, down1, up1, down2):
     return low1, low2
 
 
-@pytest.fixture(params=['pytorch', 'kernel'])
-def task_mlp_path(request, monkeypatch):
-    """Run a test through the PyTorch ops, then through the C kernel (which must then be
-    the one that runs: on a machine with a C compiler it has to build)."""
-    if request.param == 'pytorch':
-        monkeypatch.setenv('ADAPTERKIT_NATIVE', '0')
-    elif shutil.which('cc') is None:
-        pytest.skip('no C compiler (cc) to build the kernel')
-    return request.param
-
-
 def uses_kernel(base, low):
     return _TaskMLPKernel.get(base, low, 'none') is not None
 
 
-def test_ops_match_autograd_over_several_row_blocks(task_mlp_path):
+def test_ops_match_autograd_over_several_row_blocks(native_kernels):
     torch.manual_seed(0)
     rows, width = 3000, 384
     base = torch.randn(rows, width, requires_grad=True)
@@ -73,7 +60,7 @@ def test_ops_match_autograd_over_several_row_blocks(task_mlp_path):
     weight = torch.randn(T, rows, 4)
 
     low1 = task_down(inputs, down1)
-    assert uses_kernel(base, low1) == (task_mlp_path == 'kernel')
+    assert uses_kernel(base, low1) == native_kernels
     got_out = task_hidden_down(base, low1, up1, down2)
     got = torch.autograd.grad((got_out * weight).sum(), leaves)
     want_low1, want_out = plain(*leaves)
@@ -98,10 +85,8 @@ def test_ops_follow_autocast_dtype_on_cpu():
     (2, 301, 384, [4, 4], 1),
     (4, 1000, 96, [4, 3, 4, 2], 2),
 ])
-def test_task_mlp_kernel_matches_the_pytorch_ops(monkeypatch, tasks, rows, width, ranks,
-                                                 threads):
-    if shutil.which('cc') is None:
-        pytest.skip('no C compiler (cc) to build the kernel')
+def test_task_mlp_kernel_matches_the_pytorch_ops(monkeypatch, c_compiler, tasks, rows, width,
+                                                 ranks, threads):
     torch.manual_seed(0)
     rank = max(ranks)
     mask = torch.zeros(tasks, rank)  # per-task ranks, stacked with zero padding
@@ -132,20 +117,17 @@ def test_task_mlp_kernel_matches_the_pytorch_ops(monkeypatch, tasks, rows, width
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()))
 
 
-def test_task_mlp_kernel_only_where_it_applies():
+def test_task_mlp_kernel_only_where_it_applies(c_compiler):
     base, low = torch.randn(8, 16), torch.randn(2, 8, 4)
-    if shutil.which('cc') is not None:
-        assert uses_kernel(base, low)
+    assert uses_kernel(base, low)
     assert not uses_kernel(base.double(), low.double())  # float64 keeps its precision
     assert not uses_kernel(base, torch.randn(2, 8, 8))  # ranks above the kernel's
     assert _TaskMLPKernel.get(base, low, 'tanh') is None
 
 
-def test_task_mlp_kernel_computes_bfloat16_in_float32():
+def test_task_mlp_kernel_computes_bfloat16_in_float32(c_compiler):
     """Under autocast the operands come in bfloat16: the kernel widens them, and answers in
     bfloat16 what float32 gives on the same values."""
-    if shutil.which('cc') is None:
-        pytest.skip('no C compiler (cc) to build the kernel')
     torch.manual_seed(0)
     shapes = [(300, 96), (2, 300, 4), (2, 96, 4), (2, 4, 96)]
     narrow = [torch.randn(*shape).bfloat16().requires_grad_() for shape in shapes]
