@@ -5,7 +5,8 @@
    dropped input there) without storing a mask or positions, and every thread draws its
    own elements independently. The hash is two rounds of MurmurHash3's 32-bit finalizer
    (full avalanche: each input bit flips each output bit with probability 1/2), vectorized
-   by gcc. Rows are split across OpenMP threads (PyTorch's pool, see mtlora_task_mlp.c). */
+   by gcc. The elements are split across OpenMP threads (PyTorch's pool, see
+   mtlora_task_mlp.c). */
 #include <stdint.h>
 
 static inline uint32_t finalize(uint32_t h) {
@@ -27,5 +28,6 @@ static inline int kept(uint64_t key, uint64_t index, uint32_t threshold) {
 void lora_dropout(const float *x, float *out, int64_t count, uint64_t key, uint32_t threshold,
                   float scale, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < count; i++) out[i] = kept(key, (uint64_t)i, threshold) ? x[i] * scale : 0.0f;
+    for (int64_t i = 0; i < count; i++)
+        out[i] = kept(key, (uint64_t)i, threshold) ? x[i] * scale : 0.0f;
 }

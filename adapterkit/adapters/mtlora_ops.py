@@ -127,10 +127,10 @@ class _TaskMLPKernel:
     def get(cls, base: torch.Tensor, low: torch.Tensor, approximate: str
             ) -> Optional['_TaskMLPKernel']:
         """The kernel where it applies and could be built, else None."""
-        if (base.device.type != 'cpu' or base.dtype not in cls.DTYPES
-                or approximate != 'none' or low.shape[-1] > 4):
+        if base.device.type != 'cpu' or base.dtype not in cls.DTYPES or approximate != 'none':
             return None
-        return native.load(cls.SOURCE, cls)
+        kernel = native.load(cls.SOURCE, cls)
+        return kernel if kernel is not None and low.shape[-1] <= kernel.rank else None
 
     def _operands(self, low, up, down):
         """low (T, M, R), up transposed (T, R, H) and down (T, R, H), float32 and

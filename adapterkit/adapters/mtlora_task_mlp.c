@@ -70,12 +70,12 @@ static void forward_row(const float *restrict base, const float *restrict low,
    for the first task, then added to) and the row's contributions to grad_up and grad_down
    (RANK x H each, added to); scratch holds H floats. Not inlined: inlined into the OpenMP
    region, its column loop is no longer vectorized (gcc 12). */
-static __attribute__((noinline)) void backward_row(const float *restrict base, const float *restrict low_row,
-                         const float *restrict up, const float *restrict down,
-                         const float *restrict grad_out_row, float *restrict grad_base,
-                         float *restrict grad_low_row, float *restrict grad_up,
-                         float *restrict grad_down, float *restrict scratch, const int64_t H,
-                         const int first_task) {
+static __attribute__((noinline)) void backward_row(
+        const float *restrict base, const float *restrict low_row, const float *restrict up,
+        const float *restrict down, const float *restrict grad_out_row,
+        float *restrict grad_base, float *restrict grad_low_row, float *restrict grad_up,
+        float *restrict grad_down, float *restrict scratch, const int64_t H,
+        const int first_task) {
     float low[RANK], grad_out[RANK], grad_low[RANK] = {0};
     for (int k = 0; k < RANK; k++) {
         low[k] = low_row[k];
