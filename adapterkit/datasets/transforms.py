@@ -6,11 +6,12 @@ How a target is resampled follows its task in ``TASKS`` (``label_kind``, ``ignor
 * 'mask' (uint8 labels): nearest neighbour, so no new label value appears;
 * 'normals' (float32 HxWx3, ignore_index in every channel of an ignored pixel): cubic on the
   valid vectors only, then renormalised, so an ignored pixel never bleeds into a valid one;
+  a rotation of the image also turns the vectors (see ``MultiTaskRandomScaleRotate``);
 * 'depth' (float32 HxW, 0 = invalid): nearest neighbour.
 
 The image is resampled with cubic interpolation (saturated to 0..255 by OpenCV).
 """
-from typing import Callable, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -34,23 +35,37 @@ def task_info(task: str) -> Tuple[str, int]:
     return task_cls.label_kind, task_cls.ignore_index
 
 
-def _resample_normals(normals: np.ndarray, ignore: int, warp: Callable) -> np.ndarray:
-    """Apply ``warp(array, interpolation)`` to normals without mixing in ignored pixels."""
+def _resample_normals(normals: np.ndarray, ignore: int, warp: Callable,
+                      turn: Optional[np.ndarray] = None) -> np.ndarray:
+    """Apply ``warp(array, interpolation)`` to normals without mixing in ignored pixels.
+
+    ``turn``, a 2x2 matrix, rotates the in-plane (x, y) components of every vector.
+    """
     valid = normals[..., 0] != ignore
-    vectors = np.where(valid[..., None], normals, 0).astype(np.float32)
-    valid = warp(valid.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+    vectors = np.where(valid[..., None], normals, np.float32(0)).astype(np.float32, copy=False)
+    valid = warp(valid.view(np.uint8), cv2.INTER_NEAREST).view(bool)
     vectors = warp(vectors, cv2.INTER_CUBIC)
-    norm = np.linalg.norm(vectors, axis=2)
+    if turn is not None:
+        # cv2.transform applies a 3x3 matrix to every pixel's vector; z is left as it is.
+        vectors = cv2.transform(vectors, _in_plane(turn))
+    norm = np.sqrt(cv2.transform(vectors * vectors, np.ones((1, 3), np.float32)))
     keep = valid & (norm > 1e-6)
-    out = np.full_like(vectors, ignore)
-    out[keep] = vectors[keep] / norm[keep][:, None]
+    out = vectors / np.where(keep, norm, np.float32(1))[..., None]
+    out[~keep] = ignore
     return out
 
 
-def _resample(target: np.ndarray, task: str, warp: Callable) -> np.ndarray:
+def _in_plane(turn: np.ndarray) -> np.ndarray:
+    matrix = np.eye(3, dtype=np.float32)
+    matrix[:2, :2] = turn
+    return matrix
+
+
+def _resample(target: np.ndarray, task: str, warp: Callable,
+              turn: Optional[np.ndarray] = None) -> np.ndarray:
     kind, ignore = task_info(task)
     if kind == 'normals':
-        return _resample_normals(target, ignore, warp)
+        return _resample_normals(target, ignore, warp, turn)
     return warp(target, cv2.INTER_NEAREST)
 
 
@@ -91,7 +106,13 @@ class MultiTaskRandomScaleRotate(BaseTransform):
 
     Uncovered pixels get 0 in the image and in every target, as the reference does; a mask
     that is entirely ignored (e.g. human parts of an image without a person) stays ignored.
-    Normal vectors move with their pixels but are not rotated, as in the reference.
+    The angle is OpenCV's (``cv2.getRotationMatrix2D``: positive turns the picture
+    counter-clockwise on screen). As in the reference (ScaleNRotate of ASTMT / MTLoRA), normal
+    vectors turn with the picture: their in-plane components (x right, y down) are mapped by
+    the rotation that moves the pixels, ``(x, y) -> (c x + s y, -s x + c y)`` with
+    ``c, s = cos(angle), sin(angle)``; z is unchanged and the scale does not change a normal.
+    Depth is divided by the scale: zooming in by s brings the scene s times closer (the
+    reference's rule too).
     """
 
     def __init__(self, rotation: Sequence[float] = (-20, 20),
@@ -102,23 +123,31 @@ class MultiTaskRandomScaleRotate(BaseTransform):
     def transform(self, results: dict) -> dict:
         angle = np.random.uniform(*self.rotation)
         scale = np.random.uniform(*self.scale)
-        h, w = results['img'].shape[:2]
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-
-        def warp(array, interpolation):
-            return cv2.warpAffine(array, matrix, (w, h), flags=interpolation,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-        results['img'] = warp(results['img'], cv2.INTER_CUBIC)
-        for task, target in results['gt'].items():
-            kind, ignore = task_info(task)
-            if kind == 'mask' and (target == ignore).all():
-                continue
-            results['gt'][task] = _resample(target, task, warp)
-        return results
+        return scale_rotate(results, angle, scale)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(rotation={self.rotation}, scale={self.scale})'
+
+
+def scale_rotate(results: dict, angle: float, scale: float) -> dict:
+    """Rotate by ``angle`` degrees and scale by ``scale`` about the centre, in place (the
+    deterministic part of ``MultiTaskRandomScaleRotate``)."""
+    h, w = results['img'].shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    turn = matrix[:, :2] / scale  # the rotation alone, for normal vectors
+
+    def warp(array, interpolation):
+        return cv2.warpAffine(array, matrix, (w, h), flags=interpolation,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    results['img'] = warp(results['img'], cv2.INTER_CUBIC)
+    for task, target in results['gt'].items():
+        kind, ignore = task_info(task)
+        if kind == 'mask' and (target == ignore).all():
+            continue
+        target = _resample(target, task, warp, turn)
+        results['gt'][task] = target / np.float32(scale) if kind == 'depth' else target
+    return results
 
 
 @TRANSFORMS.register_module()

@@ -1,10 +1,12 @@
 """Multi-task transforms: every target moves with the image and keeps its encoding."""
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from adapterkit.datasets import (MultiTaskRandomFlip, MultiTaskRandomScaleRotate,
                                  MultiTaskResize, PackMultiTaskInputs)
+from adapterkit.datasets.transforms import scale_rotate
 
 H, W = 20, 24
 
@@ -83,15 +85,24 @@ def test_resampled_normals_do_not_take_ignored_values():
 
 
 def test_scale_rotate_keeps_label_values_and_sizes():
-    np.random.seed(1)
-    for _ in range(3):
+    for seed in range(3):
+        np.random.seed(seed)
+        np.random.uniform(-20, 20)  # the transform draws the angle, then the scale
+        scale = np.random.uniform(0.75, 1.25)
+        np.random.seed(seed)
         sample = _sample(with_depth=True)
         before = {k: v.copy() for k, v in sample['gt'].items()}
         out = MultiTaskRandomScaleRotate(rotation=(-20, 20), scale=(0.75, 1.25))(sample)
         assert out['img'].shape == (H, W, 3) and out['img'].dtype == np.uint8
-        for task in ('semseg', 'human_parts', 'sal', 'depth'):
+        for task in ('semseg', 'human_parts', 'sal'):
             assert out['gt'][task].shape == (H, W)
             assert set(np.unique(out['gt'][task])) <= set(np.unique(before[task])) | {0}
+        depth = out['gt']['depth']
+        assert depth.shape == (H, W)
+        # nearest keeps depth values, which are then divided by the scale
+        found = np.isclose(depth[depth > 0][:, None] * scale, before['depth'].ravel()[None],
+                           rtol=1e-6, atol=0).any(1)
+        assert found.all()
         _check_normals(out['gt']['normals'])
 
 
@@ -134,3 +145,89 @@ def test_bad_arguments():
         MultiTaskRandomScaleRotate(scale=(1.2, 0.8))
     with pytest.raises(ValueError, match='size'):
         MultiTaskResize(size=(0, 4))
+
+
+# ---------------------------------------------------------------- normals under rotation
+# The reference (ScaleNRotate of ASTMT / MTLoRA) turns the in-plane components of every
+# normal by the rotation that moves the pixels: (x, y) -> (c x + s y, -s x + c y), with
+# c, s = cos, sin of OpenCV's angle (x right, y down, positive = counter-clockwise on screen).
+
+def _normals_sample(normals):
+    h, w = normals.shape[:2]
+    return {'img': np.zeros((h, w, 3), np.uint8), 'gt': {'normals': normals},
+            'img_id': 'n', 'ori_shape': (h, w), 'img_shape': (h, w)}
+
+
+def test_rotation_turns_a_constant_normal_as_the_reference_does():
+    normals = np.broadcast_to(np.float32([0.6, 0.0, 0.8]), (9, 9, 3)).copy()
+    out = scale_rotate(_normals_sample(normals), angle=-3.3433, scale=1.0)['gt']['normals']
+    valid = ~_check_normals(out)
+    # By hand: 0.6 * cos(3.3433 deg) = 0.598979, 0.6 * sin(3.3433 deg) = 0.034991.
+    expected = np.broadcast_to([0.598979, 0.034991, 0.8], out[valid].shape)
+    np.testing.assert_allclose(out[valid], expected, atol=2e-6)
+    assert valid[1:-1, 1:-1].all()
+
+
+def test_a_quarter_turn_moves_and_turns_a_normal_gradient_exactly():
+    # Raw vectors (x / 8, y / 8 - 0.5, 1) at pixel (x, y); the loader's vectors need not be unit.
+    yy, xx = np.mgrid[0:9, 0:9].astype(np.float32)
+    raw = np.stack([xx / 8, yy / 8 - 0.5, np.ones_like(xx)], axis=-1)
+    out = scale_rotate(_normals_sample(raw), angle=90, scale=1.0)['gt']['normals']
+    # About the centre (4.5, 4.5), 90 degrees sends pixel (x, y) to (y, 9 - x), so output
+    # pixel (x', y') = (2, 3) shows input pixel (6, 2): raw (0.75, -0.25, 1), turned to
+    # (y, -x, z) = (-0.25, -0.75, 1), of length sqrt(1.625).
+    np.testing.assert_allclose(out[3, 2], np.float32([-0.25, -0.75, 1]) / np.sqrt(1.625),
+                               atol=1e-6)
+    # Output (7, 8) shows input (1, 7): raw (0.125, 0.375, 1) -> (0.375, -0.125, 1).
+    np.testing.assert_allclose(out[8, 7], np.float32([0.375, -0.125, 1]) / np.sqrt(1.15625),
+                               atol=1e-6)
+    assert (out[0] == 255).all()  # row y' = 0 would come from x = 9, outside the input
+
+
+def _keys_linear_error(a=-0.75):
+    """Largest error of OpenCV's cubic kernel (Keys, a = -0.75) on f(x) = x, per unit slope."""
+    def kernel(d):
+        d = np.abs(d)
+        return np.where(d <= 1, (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1,
+                        np.where(d < 2, a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a, 0))
+    t = np.linspace(0, 1, 1001)[:, None]
+    taps = np.arange(-1, 3)[None, :]
+    return float(np.abs((kernel(t - taps) * taps).sum(1) - t[:, 0]).max())
+
+
+def test_any_rotation_and_scale_move_and_turn_normals_like_the_formula():
+    angle, scale, size = 17.0, 1.2, 33
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    slope = 1 / size
+
+    def field(x, y):
+        return np.stack([x * slope, 0.5 - y * slope, np.ones_like(x)], axis=-1)
+
+    out = scale_rotate(_normals_sample(field(xx, yy).astype(np.float32)), angle, scale)
+    out = out['gt']['normals'].astype(np.float64)
+    # Independent formulation: output pixel p shows the input at M^-1 p, turned by R(angle).
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    inverse = cv2.invertAffineTransform(matrix)
+    src_x = inverse[0, 0] * xx + inverse[0, 1] * yy + inverse[0, 2]
+    src_y = inverse[1, 0] * xx + inverse[1, 1] * yy + inverse[1, 2]
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    v = field(src_x, src_y)
+    expected = np.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1],
+                         v[..., 2]], axis=-1)
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    inside = (src_x >= 2) & (src_x <= size - 3) & (src_y >= 2) & (src_y <= size - 3)
+    # Cubic interpolation of a linear field errs by the kernel's linear error plus OpenCV's
+    # 1/32-pixel rounding of the source position, per unit slope; normalising a vector of
+    # length >= 1 at most doubles an error.
+    tolerance = 2 * slope * (_keys_linear_error() + 1 / 64) + 1e-6
+    np.testing.assert_allclose(out[inside], expected[inside], atol=tolerance)
+    assert inside.sum() > size * size / 3
+
+
+def test_scaling_divides_depth_and_keeps_invalid_depth_invalid():
+    depth = np.full((16, 16), 3.0, np.float32)
+    depth[:, :4] = 0
+    sample = {'img': np.zeros((16, 16, 3), np.uint8), 'gt': {'depth': depth},
+              'img_id': 'd', 'ori_shape': (16, 16), 'img_shape': (16, 16)}
+    out = scale_rotate(sample, angle=0.0, scale=1.5)['gt']['depth']
+    assert set(np.unique(out)) == {0.0, np.float32(2.0)}
