@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from adapterkit.datasets import (MultiTaskRandomFlip, MultiTaskRandomScaleRotate,
-                                 MultiTaskResize, PackMultiTaskInputs)
-from adapterkit.datasets.transforms import scale_rotate
+from adapterkit.datasets import (MultiTaskRandomAffine, MultiTaskRandomFlip,
+                                 MultiTaskRandomScaleRotate, MultiTaskResize, PackMultiTaskInputs)
+from adapterkit.datasets.transforms import affine, scale_rotate
 
 H, W = 20, 24
 
@@ -231,3 +231,117 @@ def test_scaling_divides_depth_and_keeps_invalid_depth_invalid():
               'img_id': 'd', 'ori_shape': (16, 16), 'img_shape': (16, 16)}
     out = scale_rotate(sample, angle=0.0, scale=1.5)['gt']['depth']
     assert set(np.unique(out)) == {0.0, np.float32(2.0)}
+
+
+# ---------------------------------------------------------------- one resampling per map
+
+def _kernel_error_constants(a=-0.75):
+    """(e1, e2): OpenCV's cubic kernel reproduces f(x) = x up to e1 * f' and leaves a
+    second-order error of at most e2 * max|f''|, per pass (from the kernel, not a CPU)."""
+    def kernel(d):
+        d = np.abs(d)
+        return np.where(d <= 1, (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1,
+                        np.where(d < 2, a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a, 0))
+    t = np.linspace(0, 1, 1001)[:, None]
+    taps = np.arange(-1, 3)[None, :]
+    weights = kernel(t - taps)
+    e1 = np.abs((weights * taps).sum(1) - t[:, 0]).max()
+    e2 = np.abs((weights * (taps - t) ** 2).sum(1)).max() / 2
+    return float(e1), float(e2)
+
+
+def _bound(field, passes, stretch):
+    """Interpolation error bound of ``passes`` cubic resamplings of a smooth ``field``
+    (H x W [x C]), whose derivatives grow by at most ``stretch`` between passes; OpenCV's
+    warpAffine also rounds source positions to 1/32 pixel."""
+    e1, e2 = _kernel_error_constants()
+    field = field.astype(np.float64)
+    g1 = max(np.abs(np.diff(field, axis=ax)).max() for ax in (0, 1)) * stretch
+    g2 = max(np.abs(np.diff(field, 2, axis=ax)).max() for ax in (0, 1)) * 2 * stretch ** 2
+    return passes * ((e1 + 1 / 64) * g1 + e2 * g2)
+
+
+def _smooth_sample(h=40, w=52):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = 127.5 + 60 * np.stack([np.sin(xx / 9), np.cos(yy / 11), np.sin((xx + yy) / 13)], -1)
+    raw = np.stack([0.5 * np.sin(xx / 10), 0.5 * np.cos(yy / 12), np.ones_like(xx)], -1)
+    field = raw / np.linalg.norm(raw, axis=-1, keepdims=True)
+    normals = field.astype(np.float32)
+    normals[:8, :10] = 255
+    semseg = np.zeros((h, w), np.uint8)
+    semseg[5:30, 12:40] = 3
+    semseg[18:, 30:] = 9
+    depth = (1 + 0.5 * (xx // 8)).astype(np.float32)  # in steps, like labels
+    depth[25:, :15] = 0
+    sample = {'img': np.clip(np.rint(img), 0, 255).astype(np.uint8),
+              'gt': {'normals': normals, 'semseg': semseg, 'depth': depth},
+              'img_id': 's', 'ori_shape': (h, w), 'img_shape': (h, w)}
+    return sample, img, field
+
+
+def _chain(size, scale_choices=None):
+    return [MultiTaskRandomFlip(0.5),
+            MultiTaskRandomScaleRotate((-20, 20), (0.75, 1.25), scale_choices),
+            MultiTaskResize(size)]
+
+
+def _neighbourhood_has(reference, values):
+    """Per pixel: does ``values`` occur in the 3x3 neighbourhood of ``reference``? Outside
+    the picture lies the transforms' border value 0."""
+    pad = np.pad(reference, 1)
+    h, w = reference.shape
+    return np.any([pad[dy:dy + h, dx:dx + w] == values for dy in range(3) for dx in range(3)],
+                  axis=0)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2, 3])
+def test_random_affine_equals_flip_scale_rotate_resize_within_interpolation_error(seed):
+    size = (33, 45)
+    np.random.seed(seed)
+    chained, img, field = _smooth_sample()
+    for transform in _chain(size):
+        chained = transform(chained)
+    np.random.seed(seed)
+    fused = MultiTaskRandomAffine(0.5, (-20, 20), (0.75, 1.25), size)(_smooth_sample()[0])
+    assert fused['img_shape'] == chained['img_shape'] == size
+    # Away from the border (where both fill in zeros) values agree to the interpolation
+    # error: two cubic passes against one, 1/scale <= 1.34 and 52/45 between passes.
+    inside = cv2.erode((chained['img'] > 0).all(-1).astype(np.uint8), np.ones((9, 9)),
+                       borderValue=0).astype(bool)
+    img_tolerance = _bound(img, 3, 1.34 * 52 / 45) + 1.5  # + the uint8 roundings
+    assert np.abs(fused['img'].astype(float) - chained['img'])[inside].max() <= img_tolerance
+    a, b = chained['gt']['normals'], fused['gt']['normals']
+    both = (a[..., 0] != 255) & (b[..., 0] != 255)
+    both = cv2.erode(both.astype(np.uint8), np.ones((9, 9)), borderValue=0).astype(bool)
+    tolerance = 2 * _bound(field, 3, 1.34 * 52 / 45)  # 2: renormalising a unit vector
+    np.testing.assert_allclose(b[both], a[both], atol=tolerance)
+    assert both.sum() > 300
+    # Nearest-neighbour maps: a value that differs is one pixel away in the chained result.
+    for task in ('semseg', 'depth'):
+        a, b = chained['gt'][task], fused['gt'][task]
+        assert _neighbourhood_has(a, b).all()
+        assert (a != b).mean() < 0.1
+
+
+def test_random_affine_draws_like_the_three_transforms():
+    sample = _smooth_sample()[0]
+    np.random.seed(5)
+    flip = np.random.rand() < 0.5
+    angle = np.random.uniform(-10, 10)
+    scale = (1.0, 1.2, 1.5)[np.random.randint(3)]
+    np.random.seed(5)
+    drawn = MultiTaskRandomAffine(0.5, (-10, 10), size=(20, 26),
+                                  scale_choices=(1.0, 1.2, 1.5))(_smooth_sample()[0])
+    given = affine(sample, flip, angle, scale, (20, 26))
+    for task in ('normals', 'semseg', 'depth'):
+        np.testing.assert_array_equal(drawn['gt'][task], given['gt'][task])
+    np.testing.assert_array_equal(drawn['img'], given['img'])
+
+
+def test_random_affine_keeps_a_fully_ignored_mask_ignored_at_the_new_size():
+    sample = _smooth_sample()[0]
+    sample['gt']['human_parts'] = np.full((40, 52), 255, np.uint8)
+    out = affine(sample, True, 20.0, 0.75, (16, 24))
+    assert out['gt']['human_parts'].shape == (16, 24)
+    assert (out['gt']['human_parts'] == 255).all()
+    assert out['gt']['semseg'][0, 0] == 0  # other masks get the 0 border
