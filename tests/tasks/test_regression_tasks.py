@@ -109,5 +109,19 @@ def test_depth_rmse_over_all_valid_pixels_of_the_set():
     # Errors 1, 2, 1 over 3 valid pixels.
     assert result['rmse'] == pytest.approx(math.sqrt(6 / 3))
     assert result['abs_err'] == pytest.approx(4 / 3)
-    assert task.metrics == {'rmse': False, 'abs_err': False}
-    assert np.isnan(task.compute([])['rmse'])
+    assert task.metrics == {'rmse': False, 'log_rmse': False, 'abs_err': False,
+                            'abs_rel': False, 'delta1': True}
+    assert all(np.isnan(v) for v in task.compute([]).values())
+
+
+def test_depth_relative_error_log_rmse_and_delta_by_hand():
+    task = Depth()
+    # (pred, gt): (1.1, 1.0) within 1.25; (2.0, 4.0) ratio 2; (3.0, 2.5) ratio 1.2; gt 0 ignored.
+    stats = task.process(torch.tensor([[1.1, 2.0, 3.0, 7.0]]),
+                         torch.tensor([[[1.0, 4.0, 2.5, 0.0]]]))
+    result = task.compute([stats])
+    assert result['abs_rel'] == pytest.approx((0.1 / 1.0 + 2.0 / 4.0 + 0.5 / 2.5) / 3)
+    assert result['delta1'] == pytest.approx(200 / 3)
+    logs = [math.log(1.1), math.log(0.5), math.log(1.2)]
+    assert result['log_rmse'] == pytest.approx(math.sqrt(sum(v * v for v in logs) / 3))
+    assert result['rmse'] == pytest.approx(math.sqrt((0.01 + 4.0 + 0.25) / 3))

@@ -71,3 +71,13 @@ def test_class_only_predicted_counts_as_zero_iou():
     stats = task.process(torch.tensor([[0, 5]]), torch.tensor([[0, 0]]))
     # Class 0: 1 / 2; class 5: predicted but absent from ground truth -> IoU 0.
     assert task.compute([stats])['mIoU'] == pytest.approx(25.0)
+
+
+def test_semseg_takes_its_number_of_classes():
+    nyud = TASKS.build(dict(type='semseg', num_classes=40))
+    assert nyud.num_outputs == 40 and SemSeg().num_outputs == 21
+    stats = nyud.process(torch.tensor([[39, 0]]), torch.tensor([[39, 255]]))
+    assert stats['confusion'].shape == (40, 40) and nyud.compute([stats])['mIoU'] == 100.0
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match='semseg: num_classes must be an int >= 2'):
+            SemSeg(num_classes=bad)
