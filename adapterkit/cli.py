@@ -74,10 +74,20 @@ def cmd_test(args) -> int:
 def cmd_synth(args) -> int:
     from .datasets.synthetic import synthesize
     synthesize(args.out, num_train=args.num_train, num_val=args.num_val, size=args.size,
-               seed=args.seed)
+               seed=args.seed, style=args.style, layout=args.layout)
+    size = 'x'.join(map(str, args.size)) if isinstance(args.size, tuple) else f'{args.size}px'
+    layout = 'NYUD-MT' if args.layout == 'nyud' else 'PASCAL-MT'
     print(f'wrote {args.num_train} train + {args.num_val} val synthetic scenes '
-          f'({args.size}px, seed {args.seed}) to {args.out}')
+          f'({size}, seed {args.seed}, {layout} layout) to {args.out}')
     return 0
+
+
+def _synth_size(text: str):
+    """'S' (square) or 'HxW'."""
+    parts = text.lower().split('x')
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f'expected S or HxW (e.g. 128 or 96x128), got {text!r}')
+    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
 
 
 def cmd_params(args) -> int:
@@ -210,12 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser('synth', help='write the synthetic data set in the PASCAL-MT layout')
-    p.add_argument('out')
-    p.add_argument('--num-train', type=int, default=200)
-    p.add_argument('--num-val', type=int, default=50)
-    p.add_argument('--size', type=int, default=128)
-    p.add_argument('--seed', type=int, default=0)
+    p = sub.add_parser('synth', help='write a synthetic data set in the PASCAL-MT layout '
+                       '(or NYUD-MT with --layout nyud); docs/data.md')
+    p.add_argument('out', help='the folder to write (replaced if an earlier synth wrote it)')
+    p.add_argument('--layout', choices=['pascal', 'nyud'], default='pascal',
+                   help='PASCAL-MT scenes or NYUD-MT rooms (default: pascal)')
+    p.add_argument('--num-train', type=int, default=200, help='train images (default: 200)')
+    p.add_argument('--num-val', type=int, default=50, help='val images (default: 50)')
+    p.add_argument('--size', type=_synth_size, default=128, metavar='S|HxW',
+                   help='image size, square or height x width (default: 128)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='the same seed writes the same bytes (default: 0)')
+    p.add_argument('--style', choices=['default', 'pretrain'], default='default',
+                   help='pretrain: a disjoint scene distribution for a pretraining stage')
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('params', help='count total and trainable parameters of a config')

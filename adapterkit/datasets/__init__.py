@@ -1,8 +1,9 @@
-"""Data sets (PASCAL-MT layout), multi-task transforms and the synthetic data generator."""
+"""Data sets (PASCAL-MT, NYUD-MT), multi-task transforms and the synthetic data generator."""
+from .nyud_mt import NYUDMTDataset
 from .pascal_mt import PascalMTDataset
 from .synthetic import synthesize
 from .transforms import (MultiTaskRandomAffine, MultiTaskRandomFlip, MultiTaskRandomScaleRotate,
                          MultiTaskResize, PackMultiTaskInputs)
 
-__all__ = ['PascalMTDataset', 'MultiTaskRandomAffine', 'MultiTaskRandomFlip',
+__all__ = ['NYUDMTDataset', 'PascalMTDataset', 'MultiTaskRandomAffine', 'MultiTaskRandomFlip',
            'MultiTaskRandomScaleRotate', 'MultiTaskResize', 'PackMultiTaskInputs', 'synthesize']

@@ -1,0 +1,7 @@
+# MTL full fine-tuning on NYUD-MT: Swin-T and the four HRNet-style heads all trained.
+_base_ = [
+    '../_base_/models/swin-t_hrnet-head_nyud.py',
+    '../_base_/datasets/nyud_mt-448.py',
+    '../_base_/schedules/mtlora_300e.py',
+]
+model = dict(adapter=dict(type='Full'))
