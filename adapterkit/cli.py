@@ -1,5 +1,5 @@
-"""The ``adapterkit`` command: train, test, synth, params, export, bench, convert-mtlora,
-compare, demo, plugins."""
+"""The ``adapterkit`` command: train, test, synth, params, export, bench, bench-data,
+convert-mtlora, compare, demo, plugins."""
 import argparse
 import json
 import os.path as osp
@@ -129,6 +129,14 @@ def cmd_bench(args) -> int:
                    threads=args.threads, tasks=tasks, cfg_options=args.cfg_options,
                    amp=args.amp)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def cmd_bench_data(args) -> int:
+    from .datasets.bench import bench_data, format_data_report
+    result = bench_data(args.config, workers=args.workers, images=args.images,
+                        repeats=args.repeats, batch=args.batch, cfg_options=args.cfg_options)
+    print(json.dumps(result, indent=2) if args.json else format_data_report(result))
     return 0
 
 
@@ -268,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser('bench-data', help="images per second of a config's train data "
+                       'pipeline (loading, transforms, packing), per worker and per CPU-second')
+    config_args(p)
+    p.add_argument('--workers', type=int, default=0,
+                   help='DataLoader worker processes (default: 0, in this process)')
+    p.add_argument('--images', type=int, default=64,
+                   help='the first N images of the train set are read each pass (default: 64)')
+    p.add_argument('--repeats', type=int, default=3,
+                   help='timed passes after one untimed pass; the median is reported (default: 3)')
+    p.add_argument('--batch', type=int, help="batch size (default: the config's, at most N)")
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=cmd_bench_data)
+
     p = sub.add_parser('convert-mtlora', help='turn a checkpoint of the MTLoRA reference code '
                        '(scale-lab/MTLoRA) into an adapterkit checkpoint')
     p.add_argument('checkpoint', help='the reference checkpoint (.pth)')
@@ -312,7 +333,7 @@ def _user_errors():
 
 
 # Commands that train or evaluate; on CPU they keep freed memory (engine/cpu_malloc.py).
-_COMPUTING = ('train', 'test', 'bench', 'compare', 'demo')
+_COMPUTING = ('train', 'test', 'bench', 'bench-data', 'compare', 'demo')
 
 
 def main(argv: Optional[List[str]] = None) -> int:

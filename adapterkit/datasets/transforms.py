@@ -203,12 +203,17 @@ class MultiTaskRandomAffine(BaseTransform):
     equals the three transforms' within interpolation error (tested). Nearest-neighbour maps
     keep ``cv2.resize``'s rounding (source pixel floor(x * w / W), not centre-aligned), so the
     labels sit where the three transforms, the validation resize and the reference put them.
+
+    ``on_device=True`` only draws here and records the draw in the sample; the maps stay at
+    their size on disk and ``MultiTaskDataPreprocessor`` resamples the whole batch on the
+    model's device (``datasets/device_affine.py``), which takes the two cubic warps per image
+    off the data loader workers.
     """
 
     def __init__(self, flip_prob: float = 0.5, rotation: Sequence[float] = (-20, 20),
                  scale: Sequence[float] = (0.75, 1.25),
                  size: Union[int, Sequence[int]] = (448, 448),
-                 scale_choices: Optional[Sequence[float]] = None):
+                 scale_choices: Optional[Sequence[float]] = None, on_device: bool = False):
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f'flip_prob must be in [0, 1], got {flip_prob}')
         self.flip_prob = flip_prob
@@ -216,16 +221,22 @@ class MultiTaskRandomAffine(BaseTransform):
         self.scale = _pair(scale, 'scale')
         self.scale_choices = _choices(scale_choices)
         self.size = _size(size)
+        self.on_device = bool(on_device)
 
     def transform(self, results: dict) -> dict:
         flip = np.random.rand() < self.flip_prob
         angle = np.random.uniform(*self.rotation)
         scale = _draw_scale(self.scale, self.scale_choices)
+        if self.on_device:
+            results['affine'] = (float(flip), float(angle), float(scale), *self.size)
+            results['img_shape'] = self.size
+            return results
         return affine(results, flip, angle, scale, self.size)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(flip_prob={self.flip_prob}, rotation={self.rotation}, '
-                f'scale={self.scale}, scale_choices={self.scale_choices}, size={self.size})')
+                f'scale={self.scale}, scale_choices={self.scale_choices}, size={self.size}, '
+                f'on_device={self.on_device})')
 
 
 def affine_matrices(shape: Tuple[int, int], flip: bool, angle: float, scale: float,
@@ -295,11 +306,14 @@ class MultiTaskResize(BaseTransform):
 
 @TRANSFORMS.register_module()
 class PackMultiTaskInputs(BaseTransform):
-    """Last transform: tensors for the model.
+    """Last transform: tensors for the model, without copying the maps.
 
     Returns ``{'inputs': uint8 (3, H, W) RGB, 'data_samples': {'gt': {task: tensor},
-    'img_id', 'ori_shape', 'img_shape'}}`` with int64 (H, W) masks, float32 (3, H, W) normals
-    and float32 (1, H, W) depth.
+    'img_id', 'ori_shape', 'img_shape'}}`` with uint8 (H, W) masks, float32 (3, H, W) normals
+    and float32 (1, H, W) depth, plus ``'affine'`` where ``MultiTaskRandomAffine(on_device=True)``
+    left the resampling to the device. Image and normals are channel-first views of the arrays;
+    masks stay uint8 and ``MultiTaskDataPreprocessor`` turns them into int64 on the device
+    (an eighth of the bytes to pass between processes and to the GPU).
     """
 
     def transform(self, results: dict) -> dict:
@@ -311,14 +325,13 @@ class PackMultiTaskInputs(BaseTransform):
         for task, target in results['gt'].items():
             kind, _ = task_info(task)
             if kind == 'mask':
-                gt[task] = torch.from_numpy(target.astype(np.int64))
+                gt[task] = torch.from_numpy(np.ascontiguousarray(target, dtype=np.uint8))
             elif kind == 'normals':
-                gt[task] = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1),
-                                                                 dtype=np.float32))
+                gt[task] = torch.from_numpy(np.asarray(target, np.float32)).permute(2, 0, 1)
             else:
-                gt[task] = torch.from_numpy(target.astype(np.float32)[None])
-        return dict(
-            inputs=torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
-            data_samples=dict(gt=gt, img_id=results['img_id'],
-                              ori_shape=tuple(results['ori_shape']),
-                              img_shape=tuple(results['img_shape'])))
+                gt[task] = torch.from_numpy(np.asarray(target, np.float32))[None]
+        samples = dict(gt=gt, img_id=results['img_id'], ori_shape=tuple(results['ori_shape']),
+                       img_shape=tuple(results['img_shape']))
+        if 'affine' in results:  # MultiTaskRandomAffine(on_device=True): resampled later
+            samples['affine'] = tuple(results['affine'])
+        return dict(inputs=torch.from_numpy(img).permute(2, 0, 1), data_samples=samples)

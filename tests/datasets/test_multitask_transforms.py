@@ -125,7 +125,7 @@ def test_pack_dtypes_and_shapes():
     assert meta['img_id'] == 'x' and meta['ori_shape'] == (H, W) and meta['img_shape'] == (H, W)
     gt = meta['gt']
     for task in ('semseg', 'human_parts', 'sal'):
-        assert gt[task].dtype == torch.int64 and gt[task].shape == (H, W)
+        assert gt[task].dtype == torch.uint8 and gt[task].shape == (H, W)
     assert gt['semseg'].max() == 255
     assert gt['normals'].dtype == torch.float32 and gt['normals'].shape == (3, H, W)
     assert gt['depth'].dtype == torch.float32 and gt['depth'].shape == (1, H, W)
@@ -345,3 +345,41 @@ def test_random_affine_keeps_a_fully_ignored_mask_ignored_at_the_new_size():
     assert out['gt']['human_parts'].shape == (16, 24)
     assert (out['gt']['human_parts'] == 255).all()
     assert out['gt']['semseg'][0, 0] == 0  # other masks get the 0 border
+
+
+# ---------------------------------------------------------------- resampled on the device
+
+def test_random_affine_on_the_device_equals_opencv_within_interpolation_error():
+    from mmengine.dataset import pseudo_collate
+
+    from adapterkit.models import MultiTaskDataPreprocessor
+    pre = MultiTaskDataPreprocessor(mean=(0, 0, 0), std=(1, 1, 1))
+    size, draws = (33, 45), [(0, (40, 52)), (1, (36, 60)), (2, (40, 52))]  # two picture sizes
+    opencv, device, fields = [], [], []
+    for seed, shape in draws:
+        for on_device, out in ((False, opencv), (True, device)):
+            np.random.seed(seed)
+            sample, img, field = _smooth_sample(*shape)
+            sample['gt']['human_parts'] = np.full(shape, 255, np.uint8)  # no annotation
+            transform = MultiTaskRandomAffine(0.5, (-20, 20), (0.75, 1.25), size,
+                                              on_device=on_device)
+            out.append(PackMultiTaskInputs()(transform(sample)))
+        fields.append((img, field))
+    assert device[1]['inputs'].shape == (3, 36, 60)  # left as on disk, resampled in the batch
+    a, b = pre(pseudo_collate(opencv)), pre(pseudo_collate(device))
+    assert b['inputs'].shape == (3, 3) + size and b['data_samples']['img_shape'] == [size] * 3
+    # OpenCV rounds source positions to 1/32 pixel and the image to uint8: at most
+    # 1/64 px x the steepest slope (60 / 9 grey levels per pixel, x 1.34 for the scale) + 1.
+    img_tolerance = 60 / 9 * 1.34 / 64 + 1
+    assert (a['inputs'] - b['inputs']).abs().max() <= img_tolerance
+    ga, gb = a['data_samples']['gt'], b['data_samples']['gt']
+    assert gb['semseg'].dtype == torch.int64 and (gb['human_parts'] == 255).all()
+    for task in ('semseg', 'depth'):
+        for x, y in zip(ga[task].numpy(), gb[task].numpy()):
+            x, y = x.reshape(size), y.reshape(size)
+            assert _neighbourhood_has(x, y).all() and (x != y).mean() < 0.01
+    na, nb = ga['normals'].permute(0, 2, 3, 1).numpy(), gb['normals'].permute(0, 2, 3, 1).numpy()
+    both = (na[..., 0] != 255) & (nb[..., 0] != 255)
+    assert both.mean() > 0.5 and ((na[..., 0] != 255) != (nb[..., 0] != 255)).mean() < 0.01
+    tolerance = 2 * max(_bound(field, 1, 1.34) for _, field in fields)
+    np.testing.assert_allclose(nb[both], na[both], atol=tolerance)

@@ -8,9 +8,10 @@ dataset_type = 'NYUDMTDataset'
 data_root = 'data/NYUD_MT'
 img_size = (448, 448)
 
+# Resampled on the GPU by the data preprocessor, as in pascal_mt-448.py.
 train_pipeline = [
     dict(type='MultiTaskRandomAffine', flip_prob=0.5, rotation=(0, 0),
-         scale_choices=(1.0, 1.2, 1.5), size=img_size),
+         scale_choices=(1.0, 1.2, 1.5), size=img_size, on_device=True),
     dict(type='PackMultiTaskInputs'),
 ]
 val_pipeline = [
