@@ -80,3 +80,30 @@ def test_a_broken_image_stops_training_before_it_starts(cli, data_options, nyud_
         f"adapterkit train: error: NYUD-MT split 'train': {image}: truncated PNG (it does not "
         f"end with the IEND chunk)")
     assert not glob.glob(osp.join(work_dir, '*.pth'))
+
+
+@pytest.mark.parametrize('config, trainable', [
+    ('full/full_swin-t_nyud-448.py', 29_478_495),
+    ('decoder_only/decoder-only_swin-t_nyud-448.py', 1_960_677),
+    ('lora/lora_swin-t_r16_nyud-448.py', 1_960_677 + 70_656 * 16),
+    ('mtlora/mtlora_swin-t_r16_nyud-448.py', 4_967_199),
+    ('mtlora/mtlora_swin-t_r64_nyud-448.py', 8_358_687),
+    ('mtlora/mtlora-plus_swin-t_r16_nyud-448.py', 4_312_863),
+])
+def test_nyud_configs_train_what_their_comments_say(config, trainable):
+    from adapterkit import build_model, count_parameters, load_config
+    path = osp.join(REPO, 'configs', config)
+    cfg = load_config(path)
+    assert list(cfg.model.tasks) == ['semseg', 'depth', 'normals', 'edge']
+    assert count_parameters(build_model(cfg))['trainable'] == trainable
+    with open(path) as f:
+        assert f'{trainable:,}' in f.read()
+
+
+def test_the_nyud_suite_derives_identical_runs_and_its_single_task_references():
+    from adapterkit.engine.compare import plan
+    from adapterkit.engine.compare_suite import load_suite
+    runs = plan(load_suite(osp.join(REPO, 'configs/compare/nyud_mt.py')), 'unused')
+    assert [r.name for r in runs][:4] == [f'single-task_{t}' for t in REFERENCES]
+    assert all(r.error is None for r in runs), [r.error for r in runs]
+    assert dict(runs[0].cfg.model.tasks) == {'semseg': dict(loss_weight=1.0, num_classes=40)}

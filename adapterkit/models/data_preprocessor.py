@@ -13,8 +13,10 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
 
     mmengine's default collate leaves a batch as lists (and dicts of lists); this turns
     ``inputs`` into a (B, 3, H, W) float tensor and every ``data_samples['gt'][task]`` into
-    one batched tensor on the model's device (uint8 label maps into int64, after the copy). Other sample fields become per-image lists
-    (collate transposes per-image tuples such as ``img_shape``; they are zipped back).
+    one batched tensor on the model's device (uint8 label maps into int64, after the copy).
+    Other sample fields become per-image lists (collate transposes per-image tuples such as
+    ``img_shape``; they are zipped back). Samples that ``MultiTaskRandomAffine(on_device=True)``
+    left at their size on disk are resampled here, as one batch (``datasets/device_affine.py``).
     """
 
     def __init__(self, mean: Sequence[float] = (123.675, 116.28, 103.53),
