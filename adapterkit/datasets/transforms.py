@@ -7,9 +7,12 @@ How a target is resampled follows its task in ``TASKS`` (``label_kind``, ``ignor
 * 'normals' (float32 HxWx3, ignore_index in every channel of an ignored pixel): cubic on the
   valid vectors only, then renormalised, so an ignored pixel never bleeds into a valid one;
   a rotation of the image also turns the vectors (see ``MultiTaskRandomScaleRotate``);
-* 'depth' (float32 HxW, 0 = invalid): nearest neighbour.
+* 'depth' (float32 HxW, 0 = invalid): nearest neighbour, divided by the zoom of a scaling.
 
 The image is resampled with cubic interpolation (saturated to 0..255 by OpenCV).
+``MultiTaskRandomAffine`` does flip, scale-rotate and resize in one resampling per map, in
+the data loader worker or, with ``on_device=True``, batched on the GPU by the data
+preprocessor (``device_affine.py``). docs/data.md compares both with the reference code.
 """
 from typing import Callable, Optional, Sequence, Tuple, Union
 
