@@ -8,6 +8,8 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
+from .errors import AdapterkitError, ConfigError, MissingFileError
+
 
 def _default_work_dir(config: str) -> str:
     return osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
@@ -44,7 +46,7 @@ def cmd_test(args) -> int:
     from .config import load_config
     from .engine.distributed import end_launch, prepare_launch
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+        raise MissingFileError(f'checkpoint not found: {args.checkpoint}', file=args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
     prepare_launch(cfg, args.launcher)
@@ -137,9 +139,9 @@ def cmd_compare(args) -> int:
         report_from_dirs(args.from_dirs, args.work_dir)
         return 0
     if not args.suite:
-        raise ValueError('compare needs a SUITE file, or --from-dirs DIR...')
+        raise ConfigError('compare needs a SUITE file, or --from-dirs DIR...', option='suite')
     if args.seeds is not None and args.seeds < 1:
-        raise ValueError(f'--seeds must be at least 1, got {args.seeds}')
+        raise ConfigError(f'--seeds must be at least 1, got {args.seeds}', option='--seeds')
     run_compare(args.suite, work_dir=args.work_dir, cfg_options=args.cfg_options,
                 seeds=None if args.seeds is None else list(range(args.seeds)),
                 only=args.only.split(',') if args.only else None)
@@ -285,13 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors a user can fix: one line naming what is wrong, no traceback.
-def _user_errors():
-    from .adapters.base import NotMergeableError
-    from .compat import CheckpointRefusedError
-    from .config import ConfigError
-    return (FileNotFoundError, KeyError, ValueError, ConfigError, CheckpointRefusedError,
-            NotMergeableError)
+def _error_line(err: BaseException) -> Optional[str]:
+    """The one line for an error a user can fix: an adapterkit error (see errors.py), or a
+    file-system error with its path (a missing, unreadable or misplaced file). None for
+    anything else, which is a bug to show with its traceback."""
+    if isinstance(err, AdapterkitError):
+        return ' '.join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None:
+        where = f'{err.filename} -> {err.filename2}' if err.filename2 else err.filename
+        return f'{err.strerror or type(err).__name__}: {where}'
+    return None
 
 
 # Commands that train or evaluate; on CPU they keep freed memory (engine/cpu_malloc.py).
@@ -308,9 +313,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not torch.cuda.is_available():
                 configure_cpu_malloc()
         return args.func(args)
-    except _user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f'adapterkit {args.command}: error: {message}', file=sys.stderr)
+    except (AdapterkitError, OSError) as err:
+        line = _error_line(err)
+        if line is None:
+            raise
+        print(f'adapterkit {args.command}: error: {line}', file=sys.stderr)
         return 2
 
 

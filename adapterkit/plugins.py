@@ -33,6 +33,7 @@ import pluggy
 from mmengine.config import Config
 
 from . import registry
+from .errors import MissingFileError, PluginError
 
 GROUP = 'adapterkit.plugins'
 PROJECT = 'adapterkit'
@@ -60,10 +61,6 @@ class PluginSpec:
     @hookspec
     def adapterkit_config_dirs(self):
         """Return a list of folders holding configs this plugin ships."""
-
-
-class PluginError(ValueError):
-    """A plugin cannot be loaded or used as asked (one line naming the plugin)."""
 
 
 @dataclass
@@ -117,8 +114,8 @@ class _Registrar:
         if module is None:  # decorator form: @registries.X.register_module()
             return lambda cls: self.register_module(name, cls)
         if not callable(module):
-            raise TypeError(f'{self._key}: can only register a class or a function, '
-                            f'not {module!r}')
+            raise PluginError(f'{self._key}: can only register a class or a function, '
+                              f'not {module!r}', plugin=self._plugin.name)
         self._target.import_from_location()  # adapterkit's own modules are registered lazily
         for alias in [name] if isinstance(name, str) else (name or [module.__name__]):
             key = (self._key, alias)
@@ -290,13 +287,13 @@ def resolve_config(path: str) -> str:
     providers = load_plugins().config_providers()
     if provider not in providers:
         raise PluginError(f'{path}: no plugin named {provider!r} ships configs '
-                          f'(providers: {", ".join(sorted(providers))})')
+                          f'(providers: {", ".join(sorted(providers))})', plugin=provider)
     for folder in providers[provider]:
         candidate = osp.join(folder, relative)
         if osp.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f'config file not found: {path} '
-                            f'(looked in {", ".join(providers[provider])})')
+    raise MissingFileError(f'config file not found: {path} '
+                           f'(looked in {", ".join(providers[provider])})', file=path)
 
 
 @contextmanager

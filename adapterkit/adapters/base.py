@@ -16,6 +16,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..errors import NotMergeableError, StrategyError
+
 #: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
 TRAINABLE_ALIASES = {
     'norms': r'(.+\.)?norm\d?\.(weight|bias)',
@@ -25,10 +27,6 @@ TRAINABLE_ALIASES = {
 }
 
 Patterns = Union[str, Sequence[str], None]
-
-
-class NotMergeableError(NotImplementedError):
-    """A strategy's adaptation cannot be folded into the frozen weights."""
 
 
 def as_pattern_list(patterns: Patterns) -> List[str]:
@@ -126,12 +124,13 @@ class AdapterStrategy:
             try:
                 regex = re.compile((aliases or {}).get(pattern, pattern))
             except re.error as err:
-                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} is not a '
-                                 f'valid regular expression ({err})') from None
+                raise StrategyError(f'{type(self).__name__}: {what} pattern {pattern!r} is not a '
+                                    f'valid regular expression ({err})',
+                                    strategy=type(self).__name__, option=what) from None
             hits = {name for name in names if regex.fullmatch(name)}
             if not hits:
-                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} matches '
-                                 f'no {kind}')
+                raise StrategyError(f'{type(self).__name__}: {what} pattern {pattern!r} matches '
+                                    f'no {kind}', strategy=type(self).__name__, option=what)
             matched |= hits
         return [name for name in names if name in matched]
 

@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..errors import StrategyError
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns, as_pattern_list
 
@@ -81,12 +82,13 @@ class Adapter(AdapterStrategy):
         super().__init__(trainable=trainable)
         if targets is None:
             if placement not in PLACEMENTS:
-                raise ValueError(f'Adapter: unknown placement {placement!r} '
-                                 f'(choose from {", ".join(PLACEMENTS)})')
+                raise StrategyError(f'Adapter: unknown placement {placement!r} '
+                                    f'(choose from {", ".join(PLACEMENTS)})',
+                                    strategy='Adapter', option='placement')
             targets = PLACEMENTS[placement]
         self.targets = as_pattern_list(targets)
         if not self.targets:
-            raise ValueError('Adapter: no targets given')
+            raise StrategyError('Adapter: no targets given', strategy='Adapter', option='targets')
         self.reduction_factor = reduction_factor
         self.bottleneck = bottleneck
 
@@ -97,10 +99,12 @@ class Adapter(AdapterStrategy):
         for name, module in targets.items():  # check all before changing anything
             dim = _output_width(module)
             if dim is None:
-                raise ValueError(f'Adapter: target {name} is a {type(module).__name__}; an '
-                                 f'adapter follows an attention, an MLP or a Linear')
+                raise StrategyError(f'Adapter: target {name} is a {type(module).__name__}; an '
+                                    f'adapter follows an attention, an MLP or a Linear',
+                                    strategy='Adapter', option='targets')
             if hasattr(module, 'adapter'):
-                raise ValueError(f'Adapter: target {name} has an adapter already')
+                raise StrategyError(f'Adapter: target {name} has an adapter already',
+                                    strategy='Adapter', option='targets')
             widths[name] = (dim, self._width(name, dim))
         for name, module in targets.items():
             module.adapter = BottleneckAdapter(*widths[name])
@@ -115,8 +119,9 @@ class Adapter(AdapterStrategy):
         if not isinstance(value, int):
             stage = re.match(r'layers\.(\d+)\.', name)
             if stage is None or int(stage.group(1)) >= len(value):
-                raise ValueError(f'Adapter: {option}={list(value)} gives no value for {name} '
-                                 f'(one value per stage layers.{{i}})')
+                raise StrategyError(f'Adapter: {option}={list(value)} gives no value for {name} '
+                                    f'(one value per stage layers.{{i}})',
+                                    strategy='Adapter', option=option)
             value = value[int(stage.group(1))]
         return value if option == 'bottleneck' else max(1, dim // value)
 

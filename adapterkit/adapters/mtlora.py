@@ -40,6 +40,7 @@ from timm.models.swin_transformer import SwinTransformerBlock, window_partition,
 from torch import nn
 
 from ..models.recompute import recompute_in_backward
+from ..errors import StrategyError
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns
 from .dropout import LoRADropout
@@ -111,8 +112,8 @@ class MTLoRALinear(nn.Linear):
                          device='meta')
         self.weight, self.bias = linear.weight, linear.bias
         if shared_mode not in SHARED_MODES[:3]:
-            raise ValueError(f'MTLoRALinear: shared_mode must be one of {SHARED_MODES[:3]}, '
-                             f'got {shared_mode!r}')
+            raise StrategyError(f'MTLoRALinear: shared_mode must be one of {SHARED_MODES[:3]}, '
+                                f'got {shared_mode!r}', strategy='MTLoRA', option='shared_mode')
         self.tasks = list(task_ranks or {})
         self.shared_mode = shared_mode if self.tasks else 'matrix'
         weight = self.weight
@@ -396,8 +397,8 @@ def _per_stage(option: str, value, valid, kind: str) -> List:
     """One value for every stage, or a list with one per stage."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * NUM_STAGES
     if len(values) != NUM_STAGES or not all(valid(v) for v in values):
-        raise ValueError(f'MTLoRA: {option} must be {kind} or a list of {NUM_STAGES} '
-                         f'(one per stage), got {value!r}')
+        raise StrategyError(f'MTLoRA: {option} must be {kind} or a list of {NUM_STAGES} '
+                            f'(one per stage), got {value!r}', strategy='MTLoRA', option=option)
     return values
 
 
@@ -447,8 +448,8 @@ class MTLoRA(AdapterStrategy):
                  plus: bool = False, trainable: Patterns = None):
         super().__init__(trainable=trainable)
         if shared_mode not in SHARED_MODES:
-            raise ValueError(f'MTLoRA: shared_mode must be one of {SHARED_MODES}, '
-                             f'got {shared_mode!r}')
+            raise StrategyError(f'MTLoRA: shared_mode must be one of {SHARED_MODES}, '
+                                f'got {shared_mode!r}', strategy='MTLoRA', option='shared_mode')
         self.rank = _per_stage('rank', rank, _is_rank, 'a positive integer')
         self.scale = _per_stage('scale', scale, _is_number, 'a number')
         self.dropout = _per_stage('dropout', dropout, _is_dropout, 'a number in [0, 1)')
@@ -528,8 +529,9 @@ class MTLoRA(AdapterStrategy):
                             for task, stages in value.items()}
                 missing = [task for task in tasks if task not in per_task]
                 if missing:
-                    raise ValueError(f'MTLoRA: {option} has no entry for task {missing[0]!r} '
-                                     f'(it must cover every task of the model: {list(tasks)})')
+                    raise StrategyError(f'MTLoRA: {option} has no entry for task {missing[0]!r} '
+                                        f'(it must cover every task of the model: {list(tasks)})',
+                                        strategy='MTLoRA', option=option, task=missing[0])
             else:
                 stages = _per_stage(option, value, valid, kind)
                 per_task = {task: stages for task in tasks}
@@ -542,13 +544,14 @@ class MTLoRA(AdapterStrategy):
         if (stages is None or len(stages) != NUM_STAGES
                 or not all(isinstance(block, SwinTransformerBlock)
                            for stage in stages for block in stage.blocks)):
-            raise ValueError(f'MTLoRA adapts a 4-stage timm Swin V1 backbone (SwinBackbone), '
-                             f'not {type(backbone).__name__}')
+            raise StrategyError(f'MTLoRA adapts a 4-stage timm Swin V1 backbone (SwinBackbone), '
+                                f'not {type(backbone).__name__}', strategy='MTLoRA')
         for name, module in backbone.named_modules():
             if name.endswith(('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2')) \
                     and type(module) is not nn.Linear:
-                raise ValueError(f'MTLoRA: backbone layer {name} is already adapted '
-                                 f'({type(module).__name__}); MTLoRA adapts plain nn.Linear')
+                raise StrategyError(f'MTLoRA: backbone layer {name} is already adapted '
+                                    f'({type(module).__name__}); MTLoRA adapts plain nn.Linear',
+                                    strategy='MTLoRA')
         return stages
 
     def adapted_layers(self, model: nn.Module) -> List[MTLoRALinear]:

@@ -28,6 +28,7 @@ from typing import Dict, Optional
 import torch
 
 from ..compat import load_checkpoint_file
+from ..errors import CheckpointError, MissingFileError
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -66,8 +67,8 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
             unknown.append(key)
         converted[new] = value
     if unknown:
-        raise ValueError(f'not an MTLoRA reference checkpoint: {len(unknown)} keys of no known '
-                         f'kind: {", ".join(unknown[:3])}')
+        raise CheckpointError(f'not an MTLoRA reference checkpoint: {len(unknown)} keys of no '
+                              f'known kind: {", ".join(unknown[:3])}')
     return converted
 
 
@@ -75,7 +76,7 @@ def read_reference_checkpoint(path: str) -> dict:
     """Load a reference checkpoint file without running any of its code: the yacs config
     the reference pickles next to the weights reads as a plain OrderedDict."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise MissingFileError(f'checkpoint not found: {path}', file=path)
     with torch.serialization.safe_globals([(collections.OrderedDict, 'yacs.config.CfgNode')]):
         return load_checkpoint_file(path, map_location='cpu')
 
@@ -89,12 +90,13 @@ def convert_checkpoint(path: str, out: str, config: Optional[str] = None) -> Dic
     checkpoint = read_reference_checkpoint(path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not is_reference_state_dict(state):
-        raise ValueError(f'{path}: not an MTLoRA reference checkpoint (no decoders.decoders.*, '
-                         'downsampler.* or backbone *.linear.weight keys)')
+        raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint (no '
+                              'decoders.decoders.*, downsampler.* or backbone *.linear.weight '
+                              'keys)', file=path)
     try:
         converted = convert_state_dict(state)
-    except ValueError as err:
-        raise ValueError(f'{path}: {err}') from None
+    except CheckpointError as err:
+        raise CheckpointError(f'{path}: {err}', file=path) from None
     meta = dict(converted_from=osp.abspath(path), source='scale-lab/MTLoRA')
     if config is not None:
         from ..config import build_model

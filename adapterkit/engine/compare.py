@@ -27,6 +27,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from ..config import load_config
+from ..errors import MissingFileError
 from .compare_suite import (PRETRAIN, REFERENCE_ADAPTER, SINGLE_TASK, Suite, SuiteError,
                             check_identical, config_diff, load_suite, one_line)
 
@@ -149,7 +150,7 @@ def report_from_dirs(dirs: Sequence[str], work_dir: Optional[str] = None) -> dic
     records, where = [], {}
     for folder in dirs:
         if not osp.isdir(folder):
-            raise FileNotFoundError(f'--from-dirs: no such folder: {folder}')
+            raise MissingFileError(f'--from-dirs: no such folder: {folder}', file=folder)
         for path in sorted(glob.glob(osp.join(folder, '**', 'run.json'), recursive=True)):
             record = read_json(path)
             key = (record['name'], record['seed'])
@@ -159,7 +160,7 @@ def report_from_dirs(dirs: Sequence[str], work_dir: Optional[str] = None) -> dic
             where[key] = path
             records.append(record)
     if not records:
-        raise FileNotFoundError(f'--from-dirs: no run.json under {", ".join(dirs)}')
+        raise MissingFileError(f'--from-dirs: no run.json under {", ".join(dirs)}')
     work_dir = work_dir or dirs[0]
     report = write_report(records, work_dir)
     print(f'{format_table(report)}\n\nreport: {work_dir}/results.md', flush=True)

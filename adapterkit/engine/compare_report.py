@@ -20,6 +20,7 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from ..errors import AdapterkitError
 from ..evaluation import delta_m
 from .compare import duration_text, write_json, write_text
 from .compare_suite import PRETRAIN, SINGLE_TASK
@@ -47,7 +48,7 @@ def build_report(records: Sequence[dict]) -> dict:
     """Aggregate run records (any order, any seeds) into the report dict."""
     runs = [r for r in records if r['kind'] != PRETRAIN]
     if not runs:
-        raise ValueError('compare: no runs to report')
+        raise AdapterkitError('compare: no runs to report')
     ok = [r for r in runs if r['status'] == 'ok']
     members = [r for r in runs if r['kind'] == 'member']
     tasks = list((members or runs)[0]['tasks'])

@@ -42,7 +42,8 @@ from typing import Dict, List, Optional, Sequence, Union
 from mmengine.config import Config
 
 from .. import plugins
-from ..config import ConfigError, load_config
+from ..config import load_config
+from ..errors import MissingFileError, SuiteError
 
 SINGLE_TASK = 'single-task'
 PRETRAIN = 'pretrain'
@@ -51,10 +52,6 @@ REFERENCE_ADAPTER = dict(type='Full')
 SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'references',
               'pretrained', 'pretrain')
 MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
-
-
-class SuiteError(ConfigError):
-    """A suite file is malformed, or a member breaks the identical-pipeline rule."""
 
 
 # ------------------------------------------------------------------ suites
@@ -114,12 +111,12 @@ def load_suite(path: str, cfg_options: Optional[dict] = None) -> Suite:
     """
     path = plugins.resolve_config(path)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'suite file not found: {path}')
+        raise MissingFileError(f'suite file not found: {path}', file=path)
     raw = Config.fromfile(path).to_dict()
     here = osp.dirname(osp.abspath(path))
 
     def fail(key, message):
-        raise SuiteError(f'{path}: {key}: {message}')
+        raise SuiteError(f'{path}: {key}: {message}', file=path, key=key)
 
     unknown = sorted(k for k in raw if k not in SUITE_KEYS and not k.startswith('_'))
     if unknown:

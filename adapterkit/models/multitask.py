@@ -5,6 +5,7 @@ the input size -> tasks[task].loss / decode. Strategies (adapters) change only t
 backbone; heads never know which strategy is active.
 """
 import copy
+import inspect
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..adapters.base import AdapterStrategy
 from ..adapters.mtlora_convert import convert_on_load
+from ..errors import ConfigError, StrategyError, UnknownNameError
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
 from .projected_map import materialize
@@ -27,7 +29,37 @@ def build_adapters(adapter: Union[dict, List[dict], None]) -> List[AdapterStrate
         adapter = [dict(type='Full')]
     elif isinstance(adapter, (dict, AdapterStrategy)):
         adapter = [adapter]
-    return [a if isinstance(a, AdapterStrategy) else ADAPTERS.build(a) for a in adapter]
+    return [a if isinstance(a, AdapterStrategy) else build_strategy(a) for a in adapter]
+
+
+def build_strategy(cfg: dict) -> AdapterStrategy:
+    """Build one strategy config from ``ADAPTERS`` (built-in or a plugin's). Its type and
+    options are checked against the strategy class first, so that an unknown type or a
+    misspelled option is one line naming it, the strategy and what it accepts (Python's
+    own error would be a TypeError deep in a traceback)."""
+    kind = cfg.get('type')
+    cls = kind if isinstance(kind, type) else ADAPTERS.get(kind) if kind else None
+    if cls is None:
+        raise UnknownNameError(f'adapter: unknown strategy {kind!r} (strategies: '
+                               f'{", ".join(sorted(ADAPTERS.module_dict))})',
+                               strategy=kind, key='model.adapter')
+    accepted = accepted_options(cls)
+    unknown = [key for key in cfg if key != 'type' and accepted is not None
+               and key not in accepted]
+    if unknown:
+        raise StrategyError(f'{cls.__name__}: unknown option {unknown[0]!r} (options: '
+                            f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
+                            option=unknown[0])
+    return ADAPTERS.build(cfg)
+
+
+def accepted_options(cls: type) -> Optional[List[str]]:
+    """The keyword options the constructor of ``cls`` accepts, in order; None where it
+    takes ``**kwargs`` (then any option may be meant)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 @MODELS.register_module()
@@ -67,8 +99,8 @@ class MultiTaskModel(BaseModel):
         heads = heads or {}
         unknown = set(heads) - set(self.tasks)
         if unknown:
-            raise KeyError(f'heads: no such task {sorted(unknown)[0]!r}; '
-                           f'tasks are {list(self.tasks)}')
+            raise UnknownNameError(f'heads: no such task {sorted(unknown)[0]!r}; '
+                                   f'tasks are {list(self.tasks)}', task=sorted(unknown)[0])
         self.heads = nn.ModuleDict()
         for name, task in self.tasks.items():
             cfg = copy.deepcopy(heads.get(name, head))
@@ -147,8 +179,9 @@ class MultiTaskModel(BaseModel):
         gt = (data_samples or {}).get('gt') or {}
         missing = [name for name in self.tasks if name not in gt]
         if missing:
-            raise KeyError(f'no ground truth for task {missing[0]!r} in the batch: does the '
-                           f'dataset load it (dataset tasks must include every model task)?')
+            raise ConfigError(f'no ground truth for task {missing[0]!r} in the batch: does the '
+                              f'dataset load it (dataset tasks must include every model task)?',
+                              task=missing[0])
         return gt
 
     # ----------------------------------------------------------- adapters
