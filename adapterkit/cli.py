@@ -9,6 +9,7 @@ from typing import List, Optional
 from mmengine.config import DictAction
 
 from .errors import AdapterkitError, ConfigError, MissingFileError
+from .fileio import write_json
 
 
 def _default_work_dir(config: str) -> str:
@@ -67,8 +68,7 @@ def cmd_test(args) -> int:
                      args.checkpoint)
     metrics = runner.test()
     if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
-        with open(args.out, 'w') as f:
-            json.dump(metrics, f, indent=2)
+        write_json(args.out, metrics)
     end_launch()
     return 0
 

@@ -20,7 +20,6 @@ checkpoint (``{'state_dict': ..., 'meta': ...}``), and ``MultiTaskModel`` conver
 reference state dict on load (``convert_on_load``), so ``load_from`` takes either file.
 """
 import collections
-import os
 import os.path as osp
 import re
 from typing import Dict, Optional
@@ -29,6 +28,7 @@ import torch
 
 from ..compat import load_checkpoint_file
 from ..errors import CheckpointError, MissingFileError
+from ..fileio import atomic_write
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -103,9 +103,8 @@ def convert_checkpoint(path: str, out: str, config: Optional[str] = None) -> Dic
         from ..models.checkpoint import check_keys
         check_keys(path, converted, build_model(config).state_dict())
         meta['config'] = config
-    tmp = f'{out}.tmp'
-    torch.save(dict(state_dict=converted, meta=meta), tmp)
-    os.replace(tmp, out)  # a failed write never leaves a half file under `out`
+    # a failed write never leaves a half file under `out`
+    atomic_write(out, lambda tmp: torch.save(dict(state_dict=converted, meta=meta), tmp))
     return dict(tensors=len(converted))
 
 

@@ -14,7 +14,6 @@ error and the suite goes on.
 """
 import copy
 import glob
-import json
 import os
 import os.path as osp
 import time
@@ -28,6 +27,7 @@ from mmengine.hooks import Hook
 
 from ..config import load_config
 from ..errors import MissingFileError
+from ..fileio import atomic_write, read_json, write_json, write_text
 from .compare_suite import (PRETRAIN, REFERENCE_ADAPTER, SINGLE_TASK, Suite, SuiteError,
                             check_identical, config_diff, load_suite, one_line)
 
@@ -316,9 +316,7 @@ def export_backbone(checkpoint: str, out: str) -> None:
     state = load_checkpoint_file(checkpoint, 'cpu')['state_dict']
     backbone = {k[len('backbone.'):]: v.contiguous() for k, v in state.items()
                 if k.startswith('backbone.')}
-    tmp = f'{out}.tmp'
-    save_file(backbone, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: save_file(backbone, tmp))
 
 
 class RunMonitorHook(Hook):
@@ -384,22 +382,3 @@ def duration_text(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f'{minutes}:{seconds:02d}'
 
-
-def read_json(path: str) -> Optional[dict]:
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a file atomically: a reader sees the old file or the whole new one."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: str, data) -> None:
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    write_text(path, json.dumps(data, indent=2) + '\n')

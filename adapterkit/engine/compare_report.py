@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import AdapterkitError
 from ..evaluation import delta_m
-from .compare import duration_text, write_json, write_text
+from ..fileio import atomic_write, write_json, write_text
+from .compare import duration_text
 from .compare_suite import PRETRAIN, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
@@ -400,6 +401,4 @@ def tasks_figure(report: dict):
 
 
 def _save(fig, path: str) -> None:
-    tmp = f'{path}.tmp'
-    fig.savefig(tmp, format='png', dpi=110)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))

@@ -1,5 +1,4 @@
 """Hooks adapterkit adds to mmengine's Runner."""
-import json
 import os
 import os.path as osp
 
@@ -7,6 +6,7 @@ import cv2
 import numpy as np
 from mmengine.hooks import Hook
 
+from ..fileio import write_json
 from ..registry import HOOKS
 
 # 21 distinct colours (VOC palette) for class maps; class 255 (ignore) is drawn white.
@@ -69,10 +69,7 @@ class SaveMetricsHook(Hook):
         path = osp.join(runner.work_dir, self.filename)
         record = dict(split=split, iter=runner.iter, epoch=runner.epoch,
                       metrics={k: float(v) for k, v in metrics.items()})
-        tmp = f'{path}.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, path)
+        write_json(path, record)
 
     def after_val_epoch(self, runner, metrics=None):
         self._dump(runner, metrics, 'val')

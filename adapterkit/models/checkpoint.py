@@ -24,7 +24,6 @@ config it belongs to (with the ``--cfg-options`` it was used with).
 
 Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
 """
-import os
 import os.path as osp
 from typing import Dict, Optional
 
@@ -34,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, MissingFileError
+from ..fileio import atomic_write
 
 FORMAT_KEY = 'adapterkit_format'
 ADAPTER_ONLY = 'adapter-only'
@@ -158,17 +158,10 @@ def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, to
 
 def _write(state: Dict[str, torch.Tensor], path: str, kind: str,
            config_text: Optional[str]) -> None:
-    """Write atomically: a crash leaves no half-written file under ``path``."""
+    """Write atomically (``fileio``): a crash leaves no half-written file under ``path``."""
     if not path.endswith('.safetensors'):
         raise CheckpointError(f'{path}: an export is a .safetensors file; name it *.safetensors',
                               file=path)
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    partial = path + '.partial'
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    try:
-        save_file(tensors, partial, metadata={FORMAT_KEY: kind, 'config': config_text or ''})
-        os.replace(partial, path)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+    metadata = {FORMAT_KEY: kind, 'config': config_text or ''}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
