@@ -23,7 +23,6 @@ from typing import Dict, List, Optional, Sequence
 from ..errors import AdapterkitError
 from ..evaluation import delta_m
 from ..fileio import atomic_write, write_json, write_text
-from .compare import duration_text
 from .compare_suite import PRETRAIN, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
@@ -35,6 +34,12 @@ def mean_std(values: Sequence[float]) -> dict:
     values = [v for v in values if v is not None]
     return dict(mean=statistics.mean(values) if values else None,
                 std=statistics.stdev(values) if len(values) > 1 else None, n=len(values))
+
+
+def duration_text(seconds: float) -> str:
+    """'m:ss'."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f'{minutes}:{seconds:02d}'
 
 
 def pareto_front(points: Sequence[tuple]) -> List[int]:
