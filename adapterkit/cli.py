@@ -125,8 +125,16 @@ def cmd_bench(args) -> int:
 
 
 def cmd_convert_mtlora(args) -> int:
-    from .adapters.mtlora_convert import convert_checkpoint
-    result = convert_checkpoint(args.checkpoint, args.out, config=args.config)
+    from .adapters.mtlora import convert_checkpoint
+    check, meta = None, {}
+    if args.config:  # the result must fit the config's model exactly, or nothing is written
+        from .config import build_model
+        from .models.checkpoint import check_keys
+
+        def fits(state):
+            check_keys(args.checkpoint, state, build_model(args.config).state_dict())
+        check, meta = fits, dict(config=args.config)
+    result = convert_checkpoint(args.checkpoint, args.out, check=check, meta=meta)
     fits = f', checked against {args.config}' if args.config else ''
     print(f"wrote {result['tensors']} tensors of {args.checkpoint} in adapterkit's layout to "
           f'{args.out}{fits}')

@@ -11,7 +11,7 @@ Injected layers keep the names of the parameters they wrap (``...attn.qkv.weight
 injection, and merged exports have plain timm keys.
 """
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -98,6 +98,18 @@ class AdapterStrategy:
         keyed by the backbone's own parameter names."""
         params = dict(model.backbone.named_parameters())
         return {name: params[name].detach() for name in self.trained_names}
+
+    def convert_state_dict(self, state_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """A state dict in another layout of this method (a released checkpoint of its
+        reference code) in the model's own keys (``backbone.*``, ``heads.*``), or None when
+        it is not in such a layout: the default, no conversion.
+
+        The model calls this for each of its strategies, in order, whenever a state dict is
+        loaded into it (``load_state_dict``, the Runner's ``load_from`` and ``resume``),
+        before the keys are checked, so such a checkpoint loads as it is. ``state_dict`` is
+        what the model was given (a whole checkpoint, when it holds no ``state_dict``
+        entry); a later strategy sees what an earlier one made of it."""
+        return None
 
     def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What a merged model still needs besides the backbone's own weights (e.g.

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import StrategyError
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns, as_pattern_list
-from .dropout import LoRADropout
+from ..layers.dropout import LoRADropout
 
 #: The four linears of every Swin block: attention qkv and proj, MLP fc1 and fc2. Anchored,
 #: so SwinV2's extra linears (``attn.cpb_mlp.*``) are not hit.

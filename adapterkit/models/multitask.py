@@ -14,11 +14,10 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from ..adapters.base import AdapterStrategy
-from ..adapters.mtlora_convert import convert_on_load
 from ..errors import ConfigError, StrategyError, UnknownNameError
+from ..layers.projected_map import materialize
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
-from .projected_map import materialize
 
 ConfigType = Union[dict, None]
 
@@ -126,8 +125,9 @@ class MultiTaskModel(BaseModel):
             options = {} if torch_compile is True else dict(torch_compile)
             for module in (self.backbone, *self.heads.values()):
                 module.compile(**options)
-        # Released MTLoRA checkpoints load as they are (converted on the way in).
-        self.register_load_state_dict_pre_hook(convert_on_load)
+        # A strategy may read checkpoints of its method's own layout (converted on the way
+        # in: AdapterStrategy.convert_state_dict).
+        self.register_load_state_dict_pre_hook(_convert_on_load)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
@@ -197,3 +197,20 @@ class MultiTaskModel(BaseModel):
         """Undo ``merge_adapters`` (exact to fp32 rounding)."""
         for strategy in reversed(self.adapters):
             strategy.unmerge(self)
+
+
+def _convert_on_load(model: MultiTaskModel, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook: the model's part of ``state_dict`` goes through every
+    strategy's ``convert_state_dict`` in order, and is replaced in place where one
+    converted it."""
+    mine = {key[len(prefix):]: value for key, value in state_dict.items()
+            if isinstance(key, str) and key.startswith(prefix)}
+    state = mine
+    for strategy in model.adapters:
+        converted = strategy.convert_state_dict(state)
+        state = state if converted is None else converted
+    if state is mine:
+        return
+    for key in mine:
+        del state_dict[prefix + key]
+    state_dict.update({prefix + key: value for key, value in state.items()})

@@ -19,8 +19,8 @@ from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoi
 from adapterkit.compat import load_checkpoint_file
 from adapterkit.errors import ConfigError, MissingFileError, UnknownNameError
 from adapterkit.models.checkpoint import check_keys
-from adapterkit.models.projected_map import ProjectedMap
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.layers.projected_map import ProjectedMap
+from adapterkit.layers.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 # A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from adapterkit.errors import ConfigError
-from adapterkit.models.projected_map import ProjectedMap
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.layers.projected_map import ProjectedMap
+from adapterkit.layers.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 

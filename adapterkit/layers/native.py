@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 ENV = 'ADAPTERKIT_NATIVE'
 # -fopenmp: the kernels split rows over OpenMP threads; loaded into a PyTorch process, the

@@ -16,9 +16,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import StrategyError
-from ..registry import ADAPTERS
-from .base import AdapterStrategy, Patterns, as_pattern_list
+from ...errors import StrategyError
+from ...registry import ADAPTERS
+from ..base import AdapterStrategy, Patterns, as_pattern_list
 
 #: Which sublayers get an adapter, per placement (timm Swin names).
 PLACEMENTS = {
@@ -107,10 +107,16 @@ class Adapter(AdapterStrategy):
                                     strategy='Adapter', option='targets')
             widths[name] = (dim, self._width(name, dim))
         for name, module in targets.items():
-            module.adapter = BottleneckAdapter(*widths[name])
+            module.adapter = self.adapter_module(*widths[name])
             module.register_forward_hook(_adapt_output)
             self._train(backbone, [f'{name}.adapter.{p}' for p, _ in
                                    module.adapter.named_parameters()])
+
+    def adapter_module(self, dim: int, width: int) -> nn.Module:
+        """The module after a sublayer of ``dim`` channels, with bottleneck ``width``: the
+        identity at initialisation. Presets of the family (PHM, Compacter, low-rank
+        adapters) override this and keep the placement, widths and training."""
+        return BottleneckAdapter(dim, width)
 
     def _width(self, name: str, dim: int) -> int:
         """The bottleneck width of the adapter after sublayer ``name`` of width ``dim``."""
