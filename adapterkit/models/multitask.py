@@ -53,12 +53,21 @@ def build_strategy(cfg: dict) -> AdapterStrategy:
 
 
 def accepted_options(cls: type) -> Optional[List[str]]:
-    """The keyword options the constructor of ``cls`` accepts, in order; None where it
-    takes ``**kwargs`` (then any option may be meant)."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return None
-    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
+    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
+    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
+    are then added; None where no class up the chain closes the list (any option may be
+    meant)."""
+    accepted = []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass) or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        accepted += [p.name for p in parameters if p.name not in accepted
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return accepted
+    return None
 
 
 @MODELS.register_module()

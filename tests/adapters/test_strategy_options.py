@@ -52,3 +52,30 @@ def test_composition_trains_the_union_in_either_order(tiny_model):
         model = tiny_model(order)
         assert trainable(model) == lora | bitfit
         assert [type(s).__name__ for s in model.adapters] == [a['type'] for a in order]
+
+
+def test_a_strategy_converts_a_checkpoint_of_its_own_layout_when_the_model_loads_it(tiny_model):
+    import torch
+
+    from adapterkit.adapters import BitFit
+
+    class Renamed(BitFit):  # a method whose reference code names the backbone 'encoder.'
+        def convert_state_dict(self, state_dict):
+            if not any(key.startswith('encoder.') for key in state_dict):
+                return None
+            return {('backbone.' + key[len('encoder.'):]) if key.startswith('encoder.')
+                    else key: value for key, value in state_dict.items()}
+
+    trained = tiny_model(dict(type='BitFit'))
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    foreign = {key.replace('backbone.', 'encoder.', 1): value
+               for key, value in trained.state_dict().items()}
+    model = tiny_model([Renamed()])
+    model.load_state_dict(foreign)  # strict: every key arrived converted
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    model.load_state_dict(trained.state_dict())  # its own layout: left as it is
+    with pytest.raises(RuntimeError, match='encoder'):  # no strategy claims it: refused
+        tiny_model(dict(type='BitFit')).load_state_dict(foreign)
