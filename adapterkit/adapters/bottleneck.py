@@ -74,6 +74,7 @@ class Adapter(AdapterStrategy):
 
     mergeable = False
     not_mergeable_reason = 'a bottleneck adapter is a nonlinear layer of its own'
+    prefixes = ('adapter.',)
 
     def __init__(self, placement: str = 'houlsby', targets: Patterns = None,
                  reduction_factor: PerStage = 16, bottleneck: Optional[PerStage] = None,
@@ -92,7 +93,7 @@ class Adapter(AdapterStrategy):
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        targets = self._match_modules(backbone, self.targets)
+        targets = self.match_modules(backbone, self.targets)
         widths = {}
         for name, module in targets.items():  # check all before changing anything
             dim = _output_width(module)
@@ -105,8 +106,8 @@ class Adapter(AdapterStrategy):
         for name, module in targets.items():
             module.adapter = BottleneckAdapter(*widths[name])
             module.register_forward_hook(_adapt_output)
-            self._train(backbone, [f'{name}.adapter.{p}' for p, _ in
-                                   module.adapter.named_parameters()])
+            self.mark_trainable(backbone, [f'{name}.adapter.{p}' for p, _ in
+                                           module.adapter.named_parameters()])
 
     def _width(self, name: str, dim: int) -> int:
         """The bottleneck width of the adapter after sublayer ``name`` of width ``dim``."""
