@@ -95,8 +95,15 @@ def by_name(found):
     return {plugin.name: plugin for plugin in found.plugins}
 
 
+def with_path(folder):
+    """The environment with ``folder`` first on PYTHONPATH (what was there stays: it may be
+    where adapterkit itself comes from)."""
+    path = os.pathsep.join(filter(None, [folder, os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=path)
+
+
 def adapterkit(*args, pythonpath, cwd=REPO):
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=pythonpath)
+    env = with_path(pythonpath)
     return subprocess.run([sys.executable, '-m', 'adapterkit', *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -325,7 +332,7 @@ def test_a_plugin_written_from_the_docs_installs_shows_up_and_trains(tmp_path):
     assert hello['modules'] == [dict(registry='ADAPTERS', name='LNTuning')]
 
     # its own tests, as its author runs them
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=str(target))
+    env = with_path(str(target))
     tested = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                              'tests'], cwd=source, env=env, capture_output=True, text=True,
                             timeout=600)
