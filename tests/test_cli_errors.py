@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 
+from adapterkit.adapters import AdapterStrategy
 from adapterkit.cli import main
 from adapterkit.errors import AdapterkitError, StrategyError
 from adapterkit.registry import ADAPTERS
@@ -49,13 +50,10 @@ def test_the_error_carries_what_failed():
     assert isinstance(caught.value, ValueError)  # code that caught ValueError still does
 
 
-class _Broken:
+class _Broken(AdapterStrategy):
     """A strategy with a bug: its apply raises a builtin error."""
 
     error = RuntimeError
-
-    def __init__(self, trainable=None):
-        pass
 
     def apply(self, model):
         raise self.error('a bug inside a strategy')

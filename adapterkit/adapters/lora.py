@@ -125,6 +125,8 @@ class LoRA(AdapterStrategy):
         trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
     """
 
+    prefixes = ('lora_A', 'lora_B')
+
     def __init__(self, targets: Patterns = SWIN_BLOCK_LINEARS, rank: int = 4,
                  alpha: Optional[float] = None, scale: Optional[float] = None,
                  dropout: float = 0.0, overrides: Optional[Sequence[dict]] = None,
@@ -149,8 +151,12 @@ class LoRA(AdapterStrategy):
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        targets = self._match_modules(backbone, self.targets)
+        targets = self.match_modules(backbone, self.targets)
         for name, module in targets.items():  # check all before changing anything
+            if isinstance(module, LoRALayer):
+                raise StrategyError(f'LoRA: target {name} has LoRA already; apply LoRA once '
+                                    f'(per-target ranks and scales go in `overrides`)',
+                                    strategy='LoRA', option='targets')
             if type(module) not in _LORA_LAYERS or getattr(module, 'groups', 1) != 1:
                 raise StrategyError(f'LoRA: target {name} is a {type(module).__name__}; LoRA '
                                     f'adapts nn.Linear and nn.Conv2d (groups=1) layers',
@@ -160,7 +166,7 @@ class LoRA(AdapterStrategy):
             layer = _LORA_LAYERS[type(module)](module, **options[name])
             parent, _, child = name.rpartition('.')
             setattr(backbone.get_submodule(parent), child, layer)
-            self._train(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
+            self.mark_trainable(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
             self.layer_names.append(name)
 
     def adapted_layers(self, model: nn.Module) -> List[nn.Module]:
@@ -169,7 +175,7 @@ class LoRA(AdapterStrategy):
     def _options_per_target(self, names: List[str]) -> Dict[str, dict]:
         """``{target: dict(rank, scale, dropout)}`` after the overrides."""
         for override in self.overrides:  # each one must apply somewhere
-            self._match(names, [override['pattern']], 'override', 'LoRA target')
+            self.match_names(names, [override['pattern']], 'override', 'LoRA target')
         options = {}
         for name in names:
             chosen = dict(self.defaults)

@@ -121,8 +121,7 @@ class MultiTaskModel(BaseModel):
         self.adapters = build_adapters(adapter)
         self.backbone.requires_grad_(False)
         for strategy in self.adapters:
-            strategy.apply(self)
-            strategy.train_extra_parts(self)
+            strategy.adapt(self)
         self.heads.requires_grad_(train_heads)
         if channels_last:
             self.to(memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
-"""What every strategy shares: the `trainable` option and composition."""
+"""The `trainable` option every strategy shares (its aliases, and what it adds to a
+strategy's own set); tests/adapters/test_contract.py checks the rest for every strategy."""
 import re
 
 import pytest
@@ -35,23 +36,6 @@ def test_trainable_patterns_add_to_the_strategy_own_set(tiny_model):
         'layers.3.blocks.0.mlp.fc2.bias'}
     assert set(model.adapters[0].trained_names) == trainable(model)
     assert set(model.adapters[0].trainable_state_dict(model)) == trainable(model)
-
-
-def test_a_trainable_pattern_that_matches_nothing_is_an_error(tiny_model):
-    with pytest.raises(ValueError, match=r"BitFit: trainable pattern 'norm' matches no "
-                                         r'backbone parameter'):
-        tiny_model(dict(type='BitFit', trainable=['norms', 'norm']))
-
-
-def test_composition_trains_the_union_in_either_order(tiny_model):
-    lora = trainable(tiny_model(dict(type='LoRA', rank=2)))
-    bitfit = trainable(tiny_model(dict(type='BitFit')))
-    assert lora and bitfit and not lora & bitfit
-    for order in ([dict(type='LoRA', rank=2), dict(type='BitFit')],
-                  [dict(type='BitFit'), dict(type='LoRA', rank=2)]):
-        model = tiny_model(order)
-        assert trainable(model) == lora | bitfit
-        assert [type(s).__name__ for s in model.adapters] == [a['type'] for a in order]
 
 
 def test_a_strategy_converts_a_checkpoint_of_its_own_layout_when_the_model_loads_it(tiny_model):

@@ -75,6 +75,7 @@ class Adapter(AdapterStrategy):
 
     mergeable = False
     not_mergeable_reason = 'a bottleneck adapter is a nonlinear layer of its own'
+    prefixes = ('adapter.',)
 
     def __init__(self, placement: str = 'houlsby', targets: Patterns = None,
                  reduction_factor: PerStage = 16, bottleneck: Optional[PerStage] = None,
@@ -94,7 +95,7 @@ class Adapter(AdapterStrategy):
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        targets = self._match_modules(backbone, self.targets)
+        targets = self.match_modules(backbone, self.targets)
         widths = {}
         for name, module in targets.items():  # check all before changing anything
             dim = _output_width(module)
@@ -109,8 +110,8 @@ class Adapter(AdapterStrategy):
         for name, module in targets.items():
             module.adapter = self.adapter_module(*widths[name])
             module.register_forward_hook(_adapt_output)
-            self._train(backbone, [f'{name}.adapter.{p}' for p, _ in
-                                   module.adapter.named_parameters()])
+            self.mark_trainable(backbone, [f'{name}.adapter.{p}' for p, _ in
+                                           module.adapter.named_parameters()])
 
     def adapter_module(self, dim: int, width: int) -> nn.Module:
         """The module after a sublayer of ``dim`` channels, with bottleneck ``width``: the

@@ -410,6 +410,8 @@ class MTLoRA(AdapterStrategy):
         trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
     """
 
+    prefixes = ('lora_shared_', 'lora_tasks_', 'lora_task_scale', 'lora_norm')
+
     def __init__(self, rank=64, task_rank=4, scale=4.0, task_scale=None, dropout=0.05,
                  shared_mode: str = 'matrix', trainable_scales: bool = False,
                  plus: bool = False, trainable: Patterns = None):
@@ -455,7 +457,7 @@ class MTLoRA(AdapterStrategy):
                 merge.reduction = MTLoRALinear(merge.reduction, **shared)
         if tasks:
             backbone.stream_tasks = tasks
-        self._train(backbone, self._trained_names(backbone))
+        self.mark_trainable(backbone, self._trained_names(backbone))
 
     def convert_state_dict(self, state_dict: dict) -> Optional[dict]:
         """A released checkpoint of the reference code (its state dict, or the whole file)
@@ -482,7 +484,7 @@ class MTLoRA(AdapterStrategy):
                  if isinstance(module, nn.LayerNorm) for name, _ in module.named_parameters()}
 
         def trained(name: str) -> bool:
-            return (any(part.startswith('lora_') for part in name.split('.'))
+            return (any(part.startswith(self.prefixes) for part in name.split('.'))
                     or name in norms
                     or name.startswith('patch_embed.')
                     or name.endswith('.relative_position_bias_table')
