@@ -96,7 +96,7 @@ def tiny_model():
 @pytest.fixture
 def c_compiler():
     """Skip the test where no C compiler ($CC, else cc) can build adapterkit's kernels."""
-    from adapterkit import native
+    from adapterkit.layers import native
     if native.compiler() is None:
         pytest.skip('no C compiler ($CC, else cc) to build the C kernels')
 

@@ -19,6 +19,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 from ..config import load_config
+from ..errors import ConfigError
 from ..registry import DATASETS
 
 
@@ -26,8 +27,8 @@ def bench_data(config: str, workers: int = 0, images: int = 64, repeats: int = 3
                batch: Optional[int] = None, cfg_options: Optional[dict] = None) -> dict:
     """Time the train pipeline of ``config``; the result is described in the module doc."""
     if workers < 0 or images < 1 or repeats < 1:
-        raise ValueError(f'bench-data: need workers >= 0, images >= 1 and repeats >= 1, got '
-                         f'{workers}, {images} and {repeats}')
+        raise ConfigError(f'bench-data: need workers >= 0, images >= 1 and repeats >= 1, got '
+                          f'{workers}, {images} and {repeats}', option='workers')
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'adapterkit'))
     loader_cfg = cfg.train_dataloader

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .transforms import affine_matrices, task_info
 
 _TIE_NUDGE = 1 / 1024  # pixels; OpenCV's fixed-point resolution of warp coordinates
@@ -41,8 +42,8 @@ def affine_batch(images: Sequence[torch.Tensor], gt: Dict[str, Sequence[torch.Te
     """
     size = {(int(p[3]), int(p[4])) for p in params}
     if len(size) != 1:
-        raise ValueError(f'MultiTaskRandomAffine(on_device=True): one output size per batch, '
-                         f'got {sorted(size)}')
+        raise ConfigError(f'MultiTaskRandomAffine(on_device=True): one output size per batch, '
+                          f'got {sorted(size)}', option='size')
     out_h, out_w = size.pop()
     shapes = [tuple(img.shape[-2:]) for img in images]
     pad_h, pad_w = max(s[0] for s in shapes), max(s[1] for s in shapes)

@@ -26,37 +26,39 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from ..errors import DataError
+
 JPEG_START, JPEG_END = b'\xff\xd8', b'\xff\xd9'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 PNG_END = b'IEND\xaeB`\x82'
 _TAIL = 1024  # where a JPEG's end-of-image marker must be
 
 
-class DatasetError(ValueError):
-    """A data file is truncated or cannot be decoded; the message names it.
+class DatasetError(DataError):
+    """A data file is truncated or cannot be decoded; the message names it (``file`` too).
 
     torch's DataLoader re-raises a worker's error as ``DatasetError(<worker traceback>)``;
     the message is then the traceback's last line, so a user still reads one line.
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, **fields):
         if message.startswith('Caught ') and 'Original Traceback' in message:
             message = message.rstrip().splitlines()[-1].split(f'{type(self).__name__}: ', 1)[-1]
-        super().__init__(message)
+        super().__init__(message, **fields)
 
 
 # ----------------------------------------------------------------------------- checks
 
 def check_files(paths: Iterable[str], what: str) -> None:
     """Check every file (``check_file``); one error naming the first bad one and the count."""
-    problems: List[str] = []
+    problems: List[tuple] = []
     for path in paths:
         problem = check_file(path)
         if problem:
-            problems.append(problem)
+            problems.append((path, problem))
     if problems:
         more = f' ({len(problems) - 1} more file(s) with problems)' if len(problems) > 1 else ''
-        raise DatasetError(f'{what}: {problems[0]}{more}')
+        raise DatasetError(f'{what}: {problems[0][1]}{more}', file=problems[0][0])
 
 
 def check_file(path: str) -> str:
@@ -143,7 +145,7 @@ def _read_bytes(path: str) -> bytes:
         with open(path, 'rb') as f:
             return f.read()
     except OSError as err:
-        raise DatasetError(f'{path}: cannot read ({err.strerror or err})') from None
+        raise DatasetError(f'{path}: cannot read ({err.strerror or err})', file=path) from None
 
 
 def _checked(path: str, data: bytes) -> bytes:
@@ -151,7 +153,7 @@ def _checked(path: str, data: bytes) -> bytes:
     check = _CHECKS.get(os.path.splitext(path)[1].lower(), _no_check)
     problem = check(io.BytesIO(data), len(data), path) if data else f'{path}: empty file'
     if problem:
-        raise DatasetError(problem)
+        raise DatasetError(problem, file=path)
     return data
 
 
@@ -159,7 +161,7 @@ def _decode(path: str, flags: int, data: Optional[bytes] = None) -> np.ndarray:
     data = _checked(path, _read_bytes(path) if data is None else data)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None:
-        raise DatasetError(f'{path}: cannot be decoded as an image')
+        raise DatasetError(f'{path}: cannot be decoded as an image', file=path)
     return array
 
 
@@ -176,12 +178,13 @@ def read_label_png(path: str) -> np.ndarray:
             with Image.open(io.BytesIO(_checked(path, data))) as image:
                 label = np.asarray(image)
         except OSError as err:
-            raise DatasetError(f'{path}: cannot be decoded as an image ({err})') from None
+            raise DatasetError(f'{path}: cannot be decoded as an image ({err})',
+                               file=path) from None
     else:
         label = _decode(path, cv2.IMREAD_UNCHANGED, data)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise DatasetError(f'{path}: expected a single-channel 8-bit label png, got '
-                           f'{label.dtype} {label.shape}')
+                           f'{label.dtype} {label.shape}', file=path)
     return label
 
 
@@ -190,10 +193,11 @@ def read_mat(path: str, variable: str) -> np.ndarray:
     try:
         mat = scipy.io.loadmat(path)
     except (OSError, ValueError, TypeError, NotImplementedError) as err:
-        raise DatasetError(f'{path}: cannot be read as a .mat file ({err})') from None
+        raise DatasetError(f'{path}: cannot be read as a .mat file ({err})',
+                           file=path) from None
     if variable not in mat:
         raise DatasetError(f'{path}: no variable {variable!r} (variables: '
-                           f'{sorted(k for k in mat if not k.startswith("__"))})')
+                           f'{sorted(k for k in mat if not k.startswith("__"))})', file=path)
     return mat[variable]
 
 
@@ -201,7 +205,8 @@ def read_npy(path: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise DatasetError(f'{path}: cannot be read as a .npy file ({err})') from None
+        raise DatasetError(f'{path}: cannot be read as a .npy file ({err})',
+                           file=path) from None
 
 
 
@@ -228,7 +233,8 @@ class DerivedCache:
         try:
             stat = os.stat(source)
         except OSError as err:
-            raise DatasetError(f'{source}: cannot read ({err.strerror or err})') from None
+            raise DatasetError(f'{source}: cannot read ({err.strerror or err})',
+                               file=source) from None
         stem = os.path.splitext(os.path.basename(source))[0]
         path = os.path.join(self.folder, kind, f'{stem}.{stat.st_size}.{stat.st_mtime_ns}.png')
         try:

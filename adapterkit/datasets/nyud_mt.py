@@ -29,6 +29,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from mmengine.dataset import BaseDataset
 
+from ..errors import ConfigError, MissingFileError
 from ..registry import DATASETS, TASKS
 from .files import DatasetError, check_files, read_label_png, read_npy, read_rgb
 from .pascal_mt import IGNORE, decode_normals, read_split
@@ -91,9 +92,9 @@ class NYUDMTDataset(BaseDataset):
             missing += [p for k, p in info.items() if k.endswith('_path') and not osp.isfile(p)]
             data_list.append(info)
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'NYUD-MT: {len(missing)} file(s) of split {self.split!r} with tasks '
-                f'{list(self.tasks)} are missing, e.g. {missing[0]}')
+                f'{list(self.tasks)} are missing, e.g. {missing[0]}', file=missing[0])
         if self._check_files:
             check_files((p for info in data_list for k, p in info.items()
                          if k.endswith('_path')), f'NYUD-MT split {self.split!r}')
@@ -119,7 +120,7 @@ class NYUDMTDataset(BaseDataset):
         for task, target in gt.items():
             if target.shape[:2] != shape:
                 raise DatasetError(f'NYUD-MT {task} target of {info["img_id"]!r} is '
-                                   f'{target.shape[:2]}, image is {shape}')
+                                   f'{target.shape[:2]}, image is {shape}', task=task)
         return dict(img=img, gt=gt, img_id=info['img_id'], ori_shape=shape, img_shape=shape)
 
     def _path(self, pattern: str, img_id: str) -> str:
@@ -130,12 +131,13 @@ def check_tasks(tasks: Sequence[str]) -> tuple:
     """The tasks as a tuple, or one error naming the unknown task and the known ones."""
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not tasks:
-        raise ValueError(f'NYUDMTDataset needs at least one task of {list(NYUD_TASKS)}')
+        raise ConfigError(f'NYUDMTDataset needs at least one task of {list(NYUD_TASKS)}',
+                          key='tasks')
     for task in tasks:
         if task not in NYUD_TASKS:
             known = 'registered' if TASKS.get(task) is not None else 'unknown'
-            raise ValueError(f'{known} task {task!r} is not provided by NYUD-MT, which '
-                             f'provides {list(NYUD_TASKS)}')
+            raise ConfigError(f'{known} task {task!r} is not provided by NYUD-MT, which '
+                              f'provides {list(NYUD_TASKS)}', task=task)
     return tasks
 
 
@@ -144,7 +146,7 @@ def load_segmentation(path: str) -> np.ndarray:
     label = read_label_png(path)
     if label.max(initial=0) > len(NYUD_CLASSES):
         raise DatasetError(f'{path}: label {int(label.max())} is above the '
-                           f'{len(NYUD_CLASSES)} NYUD classes')
+                           f'{len(NYUD_CLASSES)} NYUD classes', file=path)
     return np.where(label == 0, IGNORE, label - 1).astype(np.uint8)
 
 
@@ -153,7 +155,8 @@ def load_depth(path: str) -> np.ndarray:
     depth = read_npy(path)
     depth = depth[..., 0] if depth.ndim == 3 and depth.shape[2] == 1 else depth
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
-        raise DatasetError(f'{path}: expected an HxW depth map, got {depth.dtype} {depth.shape}')
+        raise DatasetError(f'{path}: expected an HxW depth map, got {depth.dtype} '
+                           f'{depth.shape}', file=path)
     depth = depth.astype(np.float32)
     depth[~(np.isfinite(depth) & (depth > 0))] = 0
     return depth

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from mmengine.dataset import BaseDataset
 
+from ..errors import ConfigError, MissingFileError
 from ..registry import DATASETS, TASKS
 from .files import DatasetError, DerivedCache, check_files, read_label_png, read_mat, read_rgb
 
@@ -143,9 +144,9 @@ class PascalMTDataset(BaseDataset):
             missing += [p for k, p in info.items() if k.endswith('_path') and not osp.isfile(p)]
             data_list.append(info)
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'PASCAL-MT: {len(missing)} file(s) of split {self.split!r} with tasks '
-                f'{list(self.tasks)} are missing, e.g. {missing[0]}')
+                f'{list(self.tasks)} are missing, e.g. {missing[0]}', file=missing[0])
         if self._check_files:
             check_files((p for info in data_list for k, p in info.items()
                          if k.endswith('_path')), f'PASCAL-MT split {self.split!r}')
@@ -180,7 +181,7 @@ class PascalMTDataset(BaseDataset):
         for task, target in gt.items():
             if target.shape[:2] != shape:
                 raise DatasetError(f'PASCAL-MT {task} target of {info["img_id"]!r} is '
-                                   f'{target.shape[:2]}, image is {shape}')
+                                   f'{target.shape[:2]}, image is {shape}', task=task)
         return dict(img=img, gt=gt, img_id=info['img_id'], ori_shape=shape, img_shape=shape)
 
     def _path(self, pattern: str, img_id: str) -> str:
@@ -192,9 +193,9 @@ class PascalMTDataset(BaseDataset):
         nyu_file, context_file = (osp.join(self.data_root, f) for f in (NYU_JSON, CONTEXT_JSON))
         for path in (nyu_file, context_file):
             if not osp.isfile(path):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f'PASCAL-MT normals need {path} (the NYU-compatible Context classes) or an '
-                    f'explicit normals_valid_classes argument')
+                    f'explicit normals_valid_classes argument', file=path)
         with open(nyu_file) as f:
             nyu_names = json.load(f)
         with open(context_file) as f:
@@ -206,12 +207,13 @@ def check_tasks(tasks: Sequence[str]) -> tuple:
     """The tasks as a tuple, or one error naming the unknown task and the known ones."""
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not tasks:
-        raise ValueError(f'PascalMTDataset needs at least one task of {list(PASCAL_TASKS)}')
+        raise ConfigError(f'PascalMTDataset needs at least one task of {list(PASCAL_TASKS)}',
+                          key='tasks')
     for task in tasks:
         if task not in PASCAL_TASKS:
             known = 'registered' if TASKS.get(task) is not None else 'unknown'
-            raise ValueError(f'{known} task {task!r} is not provided by PASCAL-MT, which '
-                             f'provides {list(PASCAL_TASKS)}')
+            raise ConfigError(f'{known} task {task!r} is not provided by PASCAL-MT, which '
+                              f'provides {list(PASCAL_TASKS)}', task=task)
     return tasks
 
 
@@ -227,14 +229,14 @@ def normals_valid_classes_from_names(nyu_names, context_ids: Dict[str, int]) -> 
 def read_split(data_root: str, split_file: str, name: str) -> List[str]:
     """The ids listed in ``data_root/split_file``; one error naming what is missing."""
     if not osp.isdir(data_root):
-        raise FileNotFoundError(f'{name}: data root not found: {data_root}')
+        raise MissingFileError(f'{name}: data root not found: {data_root}', file=data_root)
     path = osp.join(data_root, split_file)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{name}: split file not found: {path}')
+        raise MissingFileError(f'{name}: split file not found: {path}', file=path)
     with open(path) as f:
         ids = [line.strip() for line in f if line.strip()]
     if not ids:
-        raise DatasetError(f'{name}: split file lists no image: {path}')
+        raise DatasetError(f'{name}: split file lists no image: {path}', file=path)
     return ids
 
 
@@ -269,7 +271,7 @@ def load_normals(path: str, label_map: np.ndarray, valid_classes: np.ndarray) ->
     normals = decode_normals(read_rgb(path))
     if label_map.shape != normals.shape[:2]:
         raise DatasetError(f'{path}: normals {normals.shape[:2]} and LabelMap '
-                           f'{label_map.shape} differ in size')
+                           f'{label_map.shape} differ in size', file=path)
     lookup = np.zeros(max(int(label_map.max()), int(valid_classes.max(initial=0))) + 1, bool)
     lookup[valid_classes] = True
     return ignore_where(normals, ~lookup[label_map])
@@ -278,7 +280,8 @@ def load_normals(path: str, label_map: np.ndarray, valid_classes: np.ndarray) ->
 def _field(record, name: str, path: str):
     names = record.dtype.names or ()
     if name not in names:
-        raise ValueError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: {names})')
+        raise DatasetError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: '
+                           f'{names})', file=path)
     return record[name]
 
 
@@ -305,11 +308,12 @@ def load_human_parts(path: str, shape) -> np.ndarray:
         for part in parts:
             name = str(np.asarray(_field(part, 'part_name', path)).ravel()[0])
             if name not in PART_TO_CLASS:
-                raise ValueError(f'{path}: unknown human part {name!r} '
-                                 f'(known: {sorted(PART_TO_CLASS)})')
+                raise DatasetError(f'{path}: unknown human part {name!r} '
+                                   f'(known: {sorted(PART_TO_CLASS)})', file=path)
             mask = np.asarray(_field(part, 'mask', path)).astype(bool)
             if mask.shape != tuple(shape):
-                raise ValueError(f'{path}: part {name!r} mask is {mask.shape}, image is {shape}')
+                raise DatasetError(f'{path}: part {name!r} mask is {mask.shape}, image is '
+                                   f'{shape}', file=path)
             target[mask] = PART_TO_CLASS[name]
     return target if target is not None else np.full(shape, IGNORE, dtype=np.uint8)
 

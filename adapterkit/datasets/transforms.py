@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
+from ..errors import ConfigError, DataError, UnknownNameError
 from ..registry import TASKS, TRANSFORMS
 
 LABEL_KINDS = ('mask', 'normals', 'depth')
@@ -39,11 +40,11 @@ _TASK_INFO = {}
 def _lookup_task(task: str) -> Tuple[str, int]:
     task_cls = TASKS.get(task)
     if task_cls is None:
-        raise KeyError(f'unknown task {task!r} in the sample; registered tasks: '
-                       f'{sorted(TASKS.module_dict)}')
+        raise UnknownNameError(f'unknown task {task!r} in the sample; registered tasks: '
+                               f'{sorted(TASKS.module_dict)}', task=task)
     if task_cls.label_kind not in LABEL_KINDS:
-        raise ValueError(f'task {task!r} has label_kind {task_cls.label_kind!r}, '
-                         f'expected one of {LABEL_KINDS}')
+        raise ConfigError(f'task {task!r} has label_kind {task_cls.label_kind!r}, '
+                          f'expected one of {LABEL_KINDS}', task=task)
     return task_cls.label_kind, task_cls.ignore_index
 
 
@@ -90,7 +91,8 @@ def _resample(target: np.ndarray, task: str, warp: Callable,
 def _size(size) -> Tuple[int, int]:
     size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f'size must be (height, width) of positive ints, got {size!r}')
+        raise ConfigError(f'size must be (height, width) of positive ints, got {size!r}',
+                          option='size')
     return size
 
 
@@ -99,7 +101,8 @@ def _choices(values) -> Optional[Tuple[float, ...]]:
         return None
     values = tuple(float(v) for v in values)
     if not values or min(values) <= 0:
-        raise ValueError(f'scale_choices must be positive scales, got {values!r}')
+        raise ConfigError(f'scale_choices must be positive scales, got {values!r}',
+                          option='scale_choices')
     return values
 
 
@@ -111,7 +114,7 @@ def _draw_scale(scale_range: Tuple[float, float], choices) -> float:
 
 def _pair(value, name: str) -> Tuple[float, float]:
     if len(value) != 2 or value[0] > value[1]:
-        raise ValueError(f'{name} must be a (low, high) pair, got {value!r}')
+        raise ConfigError(f'{name} must be a (low, high) pair, got {value!r}', option=name)
     return float(value[0]), float(value[1])
 
 
@@ -121,7 +124,7 @@ class MultiTaskRandomFlip(BaseTransform):
 
     def __init__(self, prob: float = 0.5):
         if not 0.0 <= prob <= 1.0:
-            raise ValueError(f'prob must be in [0, 1], got {prob}')
+            raise ConfigError(f'prob must be in [0, 1], got {prob}', option='prob')
         self.prob = prob
 
     def transform(self, results: dict) -> dict:
@@ -218,7 +221,7 @@ class MultiTaskRandomAffine(BaseTransform):
                  size: Union[int, Sequence[int]] = (448, 448),
                  scale_choices: Optional[Sequence[float]] = None, on_device: bool = False):
         if not 0.0 <= flip_prob <= 1.0:
-            raise ValueError(f'flip_prob must be in [0, 1], got {flip_prob}')
+            raise ConfigError(f'flip_prob must be in [0, 1], got {flip_prob}', option='flip_prob')
         self.flip_prob = flip_prob
         self.rotation = _pair(rotation, 'rotation')
         self.scale = _pair(scale, 'scale')
@@ -322,7 +325,7 @@ class PackMultiTaskInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         img = results['img']
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise TypeError(f'PackMultiTaskInputs expects an HxWx3 uint8 image, got '
+            raise DataError(f'PackMultiTaskInputs expects an HxWx3 uint8 image, got '
                             f'{img.dtype} {img.shape}')
         gt = {}
         for task, target in results['gt'].items():

@@ -1,6 +1,7 @@
 """Semantic segmentation (PASCAL: 21 classes, 0 = background; NYUD: 40 classes)."""
 from typing import Optional
 
+from ..errors import ConfigError
 from ..registry import TASKS
 from .base import SegmentationTask
 
@@ -21,5 +22,6 @@ class SemSeg(SegmentationTask):
         if num_classes is not None:
             if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
                     or num_classes < 2:
-                raise ValueError(f'semseg: num_classes must be an int >= 2, got {num_classes!r}')
+                raise ConfigError(f'semseg: num_classes must be an int >= 2, got '
+                                  f'{num_classes!r}', task='semseg', option='num_classes')
             self.num_outputs = num_classes

@@ -1,15 +1,19 @@
 """DoRA's math, on a bare layer and inside a small multi-task Swin built through the registry."""
+import ast
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import adapterkit
+import adapterkit_dora
 from adapterkit.plugins import load_plugins
 from adapterkit_dora import DoRA, DoRALinear
 
+NOTHING = r'layers\.\d+\.nothing'
 TASKS = dict(semseg=dict(loss_weight=1.0), sal=dict(loss_weight=1.0))
 
 
@@ -31,7 +35,7 @@ def perturb(model):
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, param in model.backbone.named_parameters():
-            if name.endswith(('lora_B', 'magnitude')):
+            if name.endswith(('dora_B', 'dora_magnitude')):
                 param.add_(0.1 * torch.randn(param.shape, generator=gen))
 
 
@@ -51,9 +55,9 @@ def test_layer_starts_as_the_pretrained_layer():
     base = nn.Linear(12, 7)
     reference = copy.deepcopy(base)
     layer = DoRALinear(base, rank=3, scale=2.0)
-    assert torch.allclose(layer.magnitude, reference.weight.norm(dim=1))  # per output unit
-    assert layer.magnitude.shape == (7,)
-    assert torch.count_nonzero(layer.lora_B) == 0 and torch.count_nonzero(layer.lora_A) > 0
+    assert torch.allclose(layer.dora_magnitude, reference.weight.norm(dim=1))  # per output unit
+    assert layer.dora_magnitude.shape == (7,)
+    assert torch.count_nonzero(layer.dora_B) == 0 and torch.count_nonzero(layer.dora_A) > 0
     x = torch.randn(5, 12)
     assert torch.allclose(layer(x), reference(x), atol=1e-6)
 
@@ -61,14 +65,14 @@ def test_layer_starts_as_the_pretrained_layer():
 def test_layer_is_magnitude_times_normalised_direction():
     layer = DoRALinear(nn.Linear(6, 4), rank=2, scale=0.5)
     with torch.no_grad():
-        layer.lora_B.normal_()
-        layer.magnitude.uniform_(0.5, 2.0)
-    v = layer.weight + 0.5 * layer.lora_B @ layer.lora_A
-    expected = layer.magnitude[:, None] * v / v.norm(dim=1, keepdim=True)
+        layer.dora_B.normal_()
+        layer.dora_magnitude.uniform_(0.5, 2.0)
+    v = layer.weight + 0.5 * layer.dora_B @ layer.dora_A
+    expected = layer.dora_magnitude[:, None] * v / v.norm(dim=1, keepdim=True)
     x = torch.randn(3, 6)
     assert torch.allclose(layer(x), x @ expected.T + layer.bias, atol=1e-6)
     # every row of the adapted weight has exactly the learnt magnitude as its norm
-    assert torch.allclose(expected.norm(dim=1), layer.magnitude, atol=1e-6)
+    assert torch.allclose(expected.norm(dim=1), layer.dora_magnitude, atol=1e-6)
 
 
 def test_step_zero_equals_the_pretrained_network():
@@ -91,7 +95,7 @@ def test_magnitude_follows_a_pretrained_file(tmp_path):
     torch.save(plain.backbone.state_dict(), path)
     dora.backbone.load_pretrained(str(path))
     qkv = dora.backbone.layers[0].blocks[0].attn.qkv
-    assert torch.allclose(qkv.magnitude, qkv.weight.norm(dim=1))
+    assert torch.allclose(qkv.dora_magnitude, qkv.weight.norm(dim=1))
     assert torch.equal(qkv.weight, plain.backbone.layers[0].blocks[0].attn.qkv.weight)
 
 
@@ -121,18 +125,60 @@ def test_trains_only_its_own_parameters():
     trainable = [n for n, p in model.backbone.named_parameters() if p.requires_grad]
     assert sorted(trainable) == sorted(
         f'layers.{i}.blocks.0.attn.qkv.{p}' for i in range(4)
-        for p in ('lora_A', 'lora_B', 'magnitude'))
+        for p in ('dora_A', 'dora_B', 'dora_magnitude'))
     assert set(model.adapters[0].trainable_state_dict(model)) == set(trainable)
     # wrapped layers keep their names, so pretrained keys still line up
     assert 'layers.0.blocks.0.attn.qkv.weight' in model.backbone.state_dict()
 
 
 @pytest.mark.parametrize('adapter, message', [
-    (dict(type='DoRA', targets=[r'layers\.\d+\.nothing']),
-     re.escape(r"target 'layers\.\d+\.nothing' matches no backbone module")),
+    (dict(type='DoRA', targets=[NOTHING]),
+     re.escape(f'DoRA: target pattern {NOTHING!r} matches no backbone module')),
     (dict(type='DoRA', targets=[r'layers\.0\.blocks\.0\.attn']), 'DoRA adapts nn.Linear'),
     (dict(type='DoRA', rank=0), 'rank must be a positive integer'),
 ])
 def test_bad_targets_and_rank_are_clear_errors(adapter, message):
     with pytest.raises(ValueError, match=message):
         build(adapter)
+
+
+def test_a_bad_target_among_good_ones_leaves_the_model_as_it_was():
+    model = build(dict(type='DecoderOnly'))
+    before = {name: type(module) for name, module in model.backbone.named_modules()}
+    strategy = DoRA(targets=[r'layers\.\d+\.blocks\.0\.attn\.qkv',
+                             r'layers\.3\.blocks\.0\.attn'])
+    with pytest.raises(ValueError, match=r'target layers\.3\.blocks\.0\.attn is a '
+                                         r'WindowAttention'):
+        strategy.apply(model)  # the qkv layers come first and were all fine
+    assert {name: type(module) for name, module in model.backbone.named_modules()} == before
+    assert strategy.trained_names == []
+    with pytest.raises(ValueError, match=r'target layers\.0\.blocks\.0\.attn\.qkv has DoRA '
+                                         r'already'):
+        DoRA(rank=2).apply(build(dict(type='DoRA', rank=2)))
+
+
+def test_the_plugin_imports_nothing_private_from_adapterkit():
+    """A plugin author copies this package: it must run on adapterkit's public API only."""
+    source = Path(adapterkit_dora.__file__).parent
+    private = []
+    for path in sorted(source.rglob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('adapterkit'):
+                names = [node.module, *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith('_'):
+                names = [node.attr] if _reads_adapterkit(node.value) else []
+            else:
+                continue
+            private += [f'{path.name}: {name}' for name in names
+                        if any(part.startswith('_') and not part.startswith('__')
+                               for part in name.split('.'))]
+    assert private == []
+
+
+def _reads_adapterkit(node) -> bool:
+    """Whether an attribute chain starts at the name ``adapterkit``."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == 'adapterkit'

@@ -4,7 +4,7 @@ import adapterkit  # noqa: F401
 import pytest
 import torch
 
-from adapterkit.adapters.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
+from adapterkit.layers.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
 
 
 @pytest.fixture

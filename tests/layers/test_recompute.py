@@ -5,7 +5,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.layers.recompute import recompute_in_backward
 
 
 def test_recompute_in_backward_frees_the_tensor_and_redoes_it():

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 
-from adapterkit.models.projected_map import ProjectedMap, materialize
+from adapterkit.layers.projected_map import ProjectedMap, materialize
 from adapterkit.registry import MODELS
 
 
