@@ -14,7 +14,6 @@ marker and have its end-of-image marker in its last kilobyte (bytes after it are
 as decoders do; entropy-coded data cannot contain the marker). Damage inside a complete file
 is reported when the file is read, still naming it.
 """
-import contextlib
 import io
 import os
 import struct
@@ -27,6 +26,7 @@ import scipy.io
 from PIL import Image
 
 from ..errors import DataError
+from ..fileio import write_bytes
 
 JPEG_START, JPEG_END = b'\xff\xd8', b'\xff\xd9'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -218,7 +218,7 @@ class DerivedCache:
 
     An entry is named after its source file and the source's size and modification time
     (``<kind>/<stem>.<size>.<mtime_ns>.png``), so a changed source is never served from an old
-    entry, and written to a temporary name then renamed, so concurrent data loader workers and
+    entry, and written atomically (``fileio``), so concurrent data loader workers and
     interrupted runs never leave a half-written entry. Where ``folder`` cannot be written (a
     read-only data set), one warning says so and the maps are derived on every read.
     """
@@ -249,16 +249,13 @@ class DerivedCache:
         return array
 
     def _write(self, path: str, array: np.ndarray) -> None:
-        tmp = f'{path}.{os.getpid()}.tmp.png'
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            if not cv2.imwrite(tmp, array):
-                raise OSError(f'cv2.imwrite could not write {tmp}')
-            os.replace(tmp, path)
+            ok, png = cv2.imencode('.png', array)
+            if not ok:
+                raise OSError(f'cv2.imencode cannot encode a {array.dtype} {array.shape} map')
+            write_bytes(path, png.tobytes())  # atomic: workers never read half an entry
         except OSError as err:
             warnings.warn(f'data cache {self.folder} cannot be written ({err}); label maps are '
                           f'derived on every read (set the dataset\'s cache_dir to a writable '
                           f'folder to cache them)')
             self.folder = None
-            with contextlib.suppress(OSError):
-                os.remove(tmp)

@@ -11,8 +11,10 @@ TASKS = ('semseg', 'human_parts', 'sal', 'normals', 'edge')
 
 
 def _hashes(root):
+    """What synthesize wrote (the loader's derived-map cache, `.cache`, is not its output)."""
     digests = {}
-    for folder, _, files in os.walk(root):
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [f for f in subfolders if f != '.cache']
         for name in files:
             path = os.path.join(folder, name)
             with open(path, 'rb') as f:
