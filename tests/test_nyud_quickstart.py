@@ -29,8 +29,8 @@ def nyud_root(cli, tmp_path_factory):
     return root
 
 
-def test_nyud_quickstart_trains_scores_delta_m_resumes_and_tests(cli, data_options, val_scalars,
-                                                                   nyud_root, tmp_path):
+def test_nyud_quickstart_trains_scores_delta_m_resumes_and_tests(cli, data_options, nyud_root,
+                                                                   tmp_path):
     work_dir = str(tmp_path / 'run')
     cli('train', CONFIG, '--work-dir', work_dir, *data_options(nyud_root, 2),
         *_references('val_evaluator'))
@@ -39,7 +39,10 @@ def test_nyud_quickstart_trains_scores_delta_m_resumes_and_tests(cli, data_optio
                *data_options(nyud_root, 4), *_references('val_evaluator'))
     assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
     assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
-    logged = val_scalars(work_dir)
+    with open(osp.join(work_dir, 'metrics.json')) as f:  # the last validation, at iter 4
+        record = json.load(f)
+    assert (record['split'], record['iter']) == ('val', 4)
+    logged = record['metrics']
     for key in ('depth/abs_rel', 'depth/delta1', 'depth/log_rmse', *PRIMARY.values()):
         assert key in logged
     # Δm from the logged metrics and the references, by its definition.
