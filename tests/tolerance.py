@@ -48,6 +48,13 @@ def unit_roundoff(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps / 2
 
 
+# A float32 result of a few operations checked against its exact formula (a loss by hand):
+# up to 8 elementary functions (exp, log, log1p, sqrt), each within 3.5 ulp = 7u in the
+# vectorized math libraries PyTorch uses (SLEEF's u35 functions), and a few roundings of
+# sums and products: 64u relative to the magnitudes involved, 3.8e-6.
+FEW_OPERATIONS = 64 * unit_roundoff(torch.float32)
+
+
 def gamma(n: int, dtype: torch.dtype) -> float:
     """gamma(n) = n u / (1 - n u): the relative error bound of a sum of n terms."""
     nu = n * unit_roundoff(dtype)
