@@ -210,8 +210,10 @@ def test_cli_exports_and_tests_an_adapter_only_file(cli, val_scalars, lora_run, 
     with open(out) as f:
         tested = json.load(f)
     logged = val_scalars(lora_run['work_dir'])
+    # the same float32 computation on the same weights, images, batches and threads: the
+    # same bits, and the metrics reduce them in the same order
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mean'):
-        assert tested[key] == pytest.approx(logged[key], abs=1e-6), key
+        assert tested[key] == logged[key], key
 
 
 def test_cli_merge_export_loads_into_plain_timm(cli, lora_run, tmp_path):

@@ -21,11 +21,11 @@ elementwise. Two ways to check a computation follow:
   what float32 rounding can add there (products, sums, elementwise functions, and the
   errors of their operands propagated). Each float32 result must lie within its bound of
   the float64 value (whose own error is 2^29 times smaller, and is ignored).
-- **Identities in float64** (``assert_identity``, ``assert_identities``), for two arrangements of the same algebra
-  (a merged model against the unmerged one, a fused path against the plain formulas): both
-  sides in float64, so an error of the algebra (a term left out or counted twice, a scale
-  applied wrongly, a stray float32 cast) stands many orders of magnitude above the rounding
-  that the tolerance allows.
+- **Identities in float64** (``assert_identity``, ``assert_identities``), for two
+  arrangements of the same algebra (a merged model against the unmerged one, a fused path
+  against the plain formulas): both sides in float64, so an error of the algebra (a term
+  left out or counted twice, a scale applied wrongly, a stray float32 cast) stands many
+  orders of magnitude above the rounding that the tolerance allows.
 
 ``ADAPTERKIT_TOLERANCE_LOG=FILE`` appends every check's worst |error| / allowed to FILE
 (test, what, ratio), to see the margins.
