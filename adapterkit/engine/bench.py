@@ -13,10 +13,11 @@ and recent GPUs; ``engine/optim.py``), through the same optim wrapper the Runner
 
 Time: the median wall time of ``iters`` steps after ``warmup`` untimed ones (on CUDA each
 step is synchronised), with its spread: the first and third quartiles (``step_s_q1``,
-``step_s_q3``) and every step (``step_s_all``). Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed
-steps; on CPU, the process's peak resident set size (``VmHWM`` in /proc/self/status), reset
-before the timed steps where the kernel allows it (/proc/self/clear_refs), so it is the peak
-of a steady-state step: weights, optimizer state, activations and the torch runtime.
+``step_s_q3``) and every step (``step_s_all``). Memory: on CUDA,
+``torch.cuda.max_memory_allocated`` over the timed steps; on CPU, the process's peak
+resident set size (``VmHWM`` in /proc/self/status), reset before the timed steps where the
+kernel allows it (/proc/self/clear_refs), so it is the peak of a steady-state step: weights,
+optimizer state, activations and the torch runtime.
 Python-level tracers (tracemalloc) do not see torch's allocations. On CPU the figures are
 taken with glibc's allocator set as adapterkit's CPU runs set it (``cpu_malloc`` in the result,
 see ``cpu_malloc.py``).
