@@ -4,8 +4,8 @@ from . import compat
 compat.install()  # before anything imports mmseg or loads a checkpoint
 
 from .config import build_model, load_config  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
 from .models.parameters import count_parameters  # noqa: E402
-from .plugins import hookimpl  # noqa: E402
 
 __version__ = '0.1.0'
 

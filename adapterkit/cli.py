@@ -8,6 +8,9 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
+from .errors import AdapterkitError, ConfigError, MissingFileError
+from .fileio import write_json
+
 
 def _default_work_dir(config: str) -> str:
     return osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
@@ -44,7 +47,7 @@ def cmd_test(args) -> int:
     from .config import load_config
     from .engine.distributed import end_launch, prepare_launch
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+        raise MissingFileError(f'checkpoint not found: {args.checkpoint}', file=args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
     prepare_launch(cfg, args.launcher)
@@ -65,8 +68,7 @@ def cmd_test(args) -> int:
                      args.checkpoint)
     metrics = runner.test()
     if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
-        with open(args.out, 'w') as f:
-            json.dump(metrics, f, indent=2)
+        write_json(args.out, metrics)
     end_launch()
     return 0
 
@@ -123,8 +125,16 @@ def cmd_bench(args) -> int:
 
 
 def cmd_convert_mtlora(args) -> int:
-    from .adapters.mtlora_convert import convert_checkpoint
-    result = convert_checkpoint(args.checkpoint, args.out, config=args.config)
+    from .adapters.mtlora import convert_checkpoint
+    check, meta = None, {}
+    if args.config:  # the result must fit the config's model exactly, or nothing is written
+        from .config import build_model
+        from .models.checkpoint import check_keys
+
+        def fits(state):
+            check_keys(args.checkpoint, state, build_model(args.config).state_dict())
+        check, meta = fits, dict(config=args.config)
+    result = convert_checkpoint(args.checkpoint, args.out, check=check, meta=meta)
     fits = f', checked against {args.config}' if args.config else ''
     print(f"wrote {result['tensors']} tensors of {args.checkpoint} in adapterkit's layout to "
           f'{args.out}{fits}')
@@ -137,9 +147,9 @@ def cmd_compare(args) -> int:
         report_from_dirs(args.from_dirs, args.work_dir)
         return 0
     if not args.suite:
-        raise ValueError('compare needs a SUITE file, or --from-dirs DIR...')
+        raise ConfigError('compare needs a SUITE file, or --from-dirs DIR...', option='suite')
     if args.seeds is not None and args.seeds < 1:
-        raise ValueError(f'--seeds must be at least 1, got {args.seeds}')
+        raise ConfigError(f'--seeds must be at least 1, got {args.seeds}', option='--seeds')
     run_compare(args.suite, work_dir=args.work_dir, cfg_options=args.cfg_options,
                 seeds=None if args.seeds is None else list(range(args.seeds)),
                 only=args.only.split(',') if args.only else None)
@@ -285,13 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors a user can fix: one line naming what is wrong, no traceback.
-def _user_errors():
-    from .adapters.base import NotMergeableError
-    from .compat import CheckpointRefusedError
-    from .config import ConfigError
-    return (FileNotFoundError, KeyError, ValueError, ConfigError, CheckpointRefusedError,
-            NotMergeableError)
+def _error_line(err: BaseException) -> Optional[str]:
+    """The one line for an error a user can fix: an adapterkit error (see errors.py), or a
+    file-system error with its path (a missing, unreadable or misplaced file). None for
+    anything else, which is a bug to show with its traceback."""
+    if isinstance(err, AdapterkitError):
+        return ' '.join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None:
+        where = f'{err.filename} -> {err.filename2}' if err.filename2 else err.filename
+        return f'{err.strerror or type(err).__name__}: {where}'
+    return None
 
 
 # Commands that train or evaluate; on CPU they keep freed memory (engine/cpu_malloc.py).
@@ -308,9 +321,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not torch.cuda.is_available():
                 configure_cpu_malloc()
         return args.func(args)
-    except _user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f'adapterkit {args.command}: error: {message}', file=sys.stderr)
+    except (AdapterkitError, OSError) as err:
+        line = _error_line(err)
+        if line is None:
+            raise
+        print(f'adapterkit {args.command}: error: {line}', file=sys.stderr)
         return 2
 
 

@@ -17,9 +17,7 @@ import types
 import torch
 import torch.nn.functional as F
 
-
-class CheckpointRefusedError(RuntimeError):
-    """A checkpoint file holds pickled objects outside the allow-list."""
+from .errors import CheckpointRefusedError, MissingFileError
 
 
 # ---------------------------------------------------------------- mmcv.ops shim
@@ -114,7 +112,7 @@ def load_checkpoint_file(filename, map_location=None) -> dict:
                        or 'Trying to' in line), lines[0] if lines else 'unsafe pickle')
         raise CheckpointRefusedError(
             f'{filename}: refused to load checkpoint: it refers to objects outside the '
-            f'allow-list ({reason}); nothing from it was executed') from None
+            f'allow-list ({reason}); nothing from it was executed', file=str(filename)) from None
 
 
 def install_safe_checkpoint_loading() -> None:
@@ -126,7 +124,7 @@ def install_safe_checkpoint_loading() -> None:
         import os.path as osp
         filename = osp.expanduser(filename)
         if not osp.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
+            raise MissingFileError(f'checkpoint not found: {filename}', file=filename)
         return load_checkpoint_file(filename, map_location=map_location)
 
 

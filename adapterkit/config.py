@@ -6,14 +6,11 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
 from . import plugins
+from .errors import ConfigError, MissingFileError
 from .registry import MODELS, SCOPE
 
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _EVALUATORS = ('val_evaluator', 'test_evaluator')
-
-
-class ConfigError(ValueError):
-    """A config is missing something or names something that does not exist."""
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -29,14 +26,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     plugins.load_plugins()
     path = plugins.resolve_config(path)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'config file not found: {path}')
+        raise MissingFileError(f'config file not found: {path}', file=path)
     with plugins.plugin_bases():
         cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.setdefault('default_scope', SCOPE)
     if 'model' not in cfg:
-        raise ConfigError(f'{path}: no `model` in the config')
+        raise ConfigError(f'{path}: no `model` in the config', file=path, key='model')
     tasks = cfg.model.get('tasks')
     if tasks is not None:
         names = list(tasks) if isinstance(tasks, dict) else list(tasks)

@@ -2,20 +2,16 @@
 
 A plugin is any installed distribution with an entry point in the group
 ``adapterkit.plugins``; the entry point names a module (or object) whose functions are
-marked with ``@adapterkit.hookimpl``. Two hooks exist, both called with keyword arguments:
-
-- ``adapterkit_register_modules(registries)``: register classes in
-  ``registries.MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS``, ``HOOKS``,
-  ``ADAPTERS`` and ``TASKS``;
-- ``adapterkit_config_dirs()``: folders of configs the plugin ships, reachable as
-  ``NAME::relative/path.py`` (NAME is the entry-point name) on the command line and in
-  ``_base_``.
+marked with ``@adapterkit.hookimpl``. The hooks, their arguments and what they return are
+``hookspecs.py``; this module finds the plugins, calls their hooks and resolves
+``NAME::relative/path.py`` config paths.
 
 Discovery is lazy (``load_config``, ``build_model`` and the CLI call ``load_plugins``),
 happens once per process, and isolates plugins from each other: a plugin that fails to
 import, to pass pluggy's checks, or to register is reported and skipped, and leaves
 nothing registered. ``ADAPTERKIT_PLUGINS=a,b`` loads only those entry-point names,
-``ADAPTERKIT_DISABLE_PLUGINS=a,b`` blocks them.
+``ADAPTERKIT_DISABLE_PLUGINS=a,b`` blocks them, and ``ADAPTERKIT_TRACE_PLUGINS=1`` prints
+every hook call (plugin, hook, arguments, and what it returned or raised) to stderr.
 """
 import configparser
 import logging
@@ -32,38 +28,18 @@ import entrypoints
 import pluggy
 from mmengine.config import Config
 
-from . import registry
+from . import hookspecs, registry
+from .errors import MissingFileError, PluginError
+from .hookspecs import PROJECT
 
 GROUP = 'adapterkit.plugins'
-PROJECT = 'adapterkit'
 # What a plugin may register into: the names it sees on the `registries` argument.
 REGISTRY_NAMES = ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'ADAPTERS', 'TASKS')
 # adapterkit serves its own configs/ folder (next to the package in a source checkout) as
 # the provider 'adapterkit', so a plugin's config can inherit `adapterkit::quickstart/...`.
 OWN_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
 logger = logging.getLogger(__name__)
-
-
-class PluginSpec:
-    """The hooks a plugin may implement (any subset of them)."""
-
-    @hookspec
-    def adapterkit_register_modules(self, registries):
-        """Register the plugin's classes: ``registries.ADAPTERS.register_module(module=C)``
-        or ``registries.ADAPTERS.register_module()(C)``. A name that is already taken is an
-        error; nothing the plugin registers takes effect unless the whole hook succeeds."""
-
-    @hookspec
-    def adapterkit_config_dirs(self):
-        """Return a list of folders holding configs this plugin ships."""
-
-
-class PluginError(ValueError):
-    """A plugin cannot be loaded or used as asked (one line naming the plugin)."""
 
 
 @dataclass
@@ -117,8 +93,8 @@ class _Registrar:
         if module is None:  # decorator form: @registries.X.register_module()
             return lambda cls: self.register_module(name, cls)
         if not callable(module):
-            raise TypeError(f'{self._key}: can only register a class or a function, '
-                            f'not {module!r}')
+            raise PluginError(f'{self._key}: can only register a class or a function, '
+                              f'not {module!r}', plugin=self._plugin.name)
         self._target.import_from_location()  # adapterkit's own modules are registered lazily
         for alias in [name] if isinstance(name, str) else (name or [module.__name__]):
             key = (self._key, alias)
@@ -179,6 +155,21 @@ def _call(manager: pluggy.PluginManager, plugin, hook: str, **kwargs) -> list:
     return manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
 
 
+# ADAPTERKIT_TRACE_PLUGINS: each hook is called for one plugin at a time (``_call``), so
+# a call reaches one implementation, or none (then nothing is printed).
+def _trace_call(hook: str, impls: list, kwargs: dict) -> None:
+    for impl in impls:
+        print(f'adapterkit: plugin {impl.plugin_name!r}: {hook}({", ".join(kwargs)})',
+              file=sys.stderr)
+
+
+def _trace_result(outcome, hook: str, impls: list, kwargs: dict) -> None:
+    error = outcome.exception
+    answer = f'raised {_one_line(error)}' if error else f'returned {outcome.get_result()!r}'
+    for impl in impls:
+        print(f'adapterkit: plugin {impl.plugin_name!r}: {hook} {answer}', file=sys.stderr)
+
+
 def _config_dirs(results: list) -> List[str]:
     dirs = []
     for result in results:
@@ -227,7 +218,9 @@ def discover(path: Optional[List[str]] = None,
     allow = _env_names('ADAPTERKIT_PLUGINS')
     deny = _env_names('ADAPTERKIT_DISABLE_PLUGINS') or set()
     manager = pluggy.PluginManager(PROJECT)
-    manager.add_hookspecs(PluginSpec)
+    manager.add_hookspecs(hookspecs)
+    if os.environ.get('ADAPTERKIT_TRACE_PLUGINS', '0') not in ('', '0'):
+        manager.add_hookcall_monitoring(_trace_call, _trace_result)
     found, errors = _entry_points(sys.path if path is None else path)
 
     plugins, owners = [], {}
@@ -290,13 +283,13 @@ def resolve_config(path: str) -> str:
     providers = load_plugins().config_providers()
     if provider not in providers:
         raise PluginError(f'{path}: no plugin named {provider!r} ships configs '
-                          f'(providers: {", ".join(sorted(providers))})')
+                          f'(providers: {", ".join(sorted(providers))})', plugin=provider)
     for folder in providers[provider]:
         candidate = osp.join(folder, relative)
         if osp.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f'config file not found: {path} '
-                            f'(looked in {", ".join(providers[provider])})')
+    raise MissingFileError(f'config file not found: {path} '
+                           f'(looked in {", ".join(providers[provider])})', file=path)
 
 
 @contextmanager

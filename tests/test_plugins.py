@@ -1,10 +1,13 @@
-"""Plugins: discovery, isolation, taken names, allow/deny, configs, the CLI, and a plugin
-written from docs/plugins.md alone, pip-installed, listed and trained.
+"""Plugins: discovery, isolation, taken names, allow/deny, configs, tracing, the CLI, and a
+plugin written from docs/plugins.md alone, pip-installed, listed and trained. Every hook of
+hookspecs.py has a test here named ``test_hook_<hook>_...`` and a section in docs/plugins.md
+(both checked at the end).
 
 Discovery is tested hermetically: each test writes `NAME-VERSION.dist-info` folders
 (METADATA + entry_points.txt) and plugin modules into a temporary folder and points
 `discover(path=...)` at it, with fresh registries unless adapterkit's own are the point.
 """
+import inspect
 import json
 import os
 import re
@@ -20,7 +23,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import Registry
 
-from adapterkit import load_config, plugins
+from adapterkit import hookspecs, load_config, plugins
 from adapterkit.datasets.synthetic import synthesize
 from adapterkit.plugins import GROUP, REGISTRY_NAMES, Discovery, PluginError, discover
 from adapterkit.registry import ADAPTERS
@@ -92,13 +95,20 @@ def by_name(found):
     return {plugin.name: plugin for plugin in found.plugins}
 
 
+def with_path(folder):
+    """The environment with ``folder`` first on PYTHONPATH (what was there stays: it may be
+    where adapterkit itself comes from)."""
+    path = os.pathsep.join(filter(None, [folder, os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=path)
+
+
 def adapterkit(*args, pythonpath, cwd=REPO):
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=pythonpath)
+    env = with_path(pythonpath)
     return subprocess.run([sys.executable, '-m', 'adapterkit', *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
-def test_discovers_plugins_and_what_they_register(site):
+def test_hook_adapterkit_register_modules_registers_what_each_plugin_brings(site):
     site('good_plugin', GOOD, version='1.2')
     site('spaced_plugin', '''
         import adapterkit
@@ -240,7 +250,8 @@ def test_allow_and_deny_variables(site, monkeypatch, env, loaded, errors):
     assert found.errors == errors
 
 
-def test_plugin_configs_load_by_name_and_as_base(site, tmp_path, monkeypatch):
+def test_hook_adapterkit_config_dirs_serves_configs_by_name_and_as_base(site, tmp_path,
+                                                                        monkeypatch):
     shipped = Path(site.folder) / 'shipped_configs' / 'tiny'
     shipped.mkdir(parents=True)
     (shipped / 'decoder.py').write_text(
@@ -321,7 +332,7 @@ def test_a_plugin_written_from_the_docs_installs_shows_up_and_trains(tmp_path):
     assert hello['modules'] == [dict(registry='ADAPTERS', name='LNTuning')]
 
     # its own tests, as its author runs them
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=str(target))
+    env = with_path(str(target))
     tested = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                              'tests'], cwd=source, env=env, capture_output=True, text=True,
                             timeout=600)
@@ -336,3 +347,71 @@ def test_a_plugin_written_from_the_docs_installs_shows_up_and_trains(tmp_path):
         pythonpath=str(target), cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (tmp_path / 'run' / 'iter_2.pth').is_file()
+
+
+def test_the_trace_switch_prints_every_hook_call_and_its_answer(site, monkeypatch, capsys):
+    folder = site.folder
+    site('dirs_plugin', f'''
+        import adapterkit
+
+        @adapterkit.hookimpl
+        def adapterkit_config_dirs():
+            return [{folder!r}]
+    ''')
+    site('good_plugin', GOOD)
+    site('halfway_plugin', '''
+        import adapterkit
+
+        @adapterkit.hookimpl
+        def adapterkit_register_modules(registries):
+            raise ValueError('failed halfway')
+    ''')
+    monkeypatch.delenv('ADAPTERKIT_TRACE_PLUGINS', raising=False)
+    discover(path=[site.folder], registries=fresh_registries())
+    assert capsys.readouterr().err == ''  # off unless asked for
+
+    monkeypatch.setenv('ADAPTERKIT_TRACE_PLUGINS', '1')
+    discover(path=[site.folder], registries=fresh_registries())
+    assert capsys.readouterr().err.splitlines() == [  # a hook a plugin lacks is not called
+        "adapterkit: plugin 'dirs_plugin': adapterkit_config_dirs()",
+        f"adapterkit: plugin 'dirs_plugin': adapterkit_config_dirs returned [[{folder!r}]]",
+        "adapterkit: plugin 'good_plugin': adapterkit_register_modules(registries)",
+        "adapterkit: plugin 'good_plugin': adapterkit_register_modules returned []",
+        "adapterkit: plugin 'halfway_plugin': adapterkit_register_modules(registries)",
+        "adapterkit: plugin 'halfway_plugin': adapterkit_register_modules raised "
+        "ValueError: failed halfway",
+    ]
+
+
+# ------------------------------------------------------------------ the hooks, kept in step
+HOOKS = {name: inspect.signature(hook) for name, hook in vars(hookspecs).items()
+         if name.startswith('adapterkit_')}
+
+
+def test_every_hook_documents_its_parameters_and_what_it_returns():
+    assert set(HOOKS) == {'adapterkit_register_modules', 'adapterkit_config_dirs'}
+    for name, signature in HOOKS.items():
+        doc = inspect.getdoc(getattr(hookspecs, name))
+        args = re.search(r'^Args:\n(.*?)(?:\n\n|\Z)', doc, flags=re.S | re.M)
+        documented = re.findall(r'^    (\w+):', args.group(1), flags=re.M) if args else []
+        assert documented == list(signature.parameters), name
+        assert re.search(r'^Returns:\n    \S', doc, flags=re.M), name
+
+
+def test_plugin_hooks_have_tests():
+    tests = [name for name in globals() if name.startswith('test_hook_')]
+    assert [hook for hook in HOOKS if not any(t.startswith(f'test_hook_{hook}_')
+                                              for t in tests)] == []
+
+
+def test_plugin_hooks_are_documented():
+    """docs/plugins.md has a section ``### hook(arguments)`` per hook, with the hook's own
+    arguments, that names each argument again and says what the hook returns."""
+    text = (REPO / 'docs/plugins.md').read_text()
+    sections = dict(re.findall(r'^### (adapterkit_\w+\(.*?\))\n(.*?)(?=^#|\Z)', text,
+                               flags=re.S | re.M))
+    assert set(sections) == {f'{name}{signature}' for name, signature in HOOKS.items()}
+    for heading, body in sections.items():
+        arguments = heading[heading.index('(') + 1:-1]
+        assert all(f'`{arg}`' in body for arg in filter(None, arguments.split(', '))), heading
+        assert 'Returns' in body, heading

@@ -1,24 +1,55 @@
-"""Every strategy's quickstart config trains and evaluates through the real CLI."""
+"""Every registered strategy (adapterkit's and the installed plugins') ships a quickstart
+config, and it trains and evaluates through the real CLI; `export --merge` refuses a
+strategy that cannot merge in one line and writes nothing.
+
+A strategy's quickstart config is the first by name, over every provider's ``quickstart/``
+folder, whose ``model.adapter`` is that strategy alone.
+"""
+import glob
 import os.path as osp
 
 import pytest
 
+from adapterkit import load_config
+from adapterkit.plugins import load_plugins
+from adapterkit.registry import ADAPTERS
 
-@pytest.mark.parametrize('method', ['lora', 'adapter-houlsby', 'adapter-pfeiffer', 'bitfit'])
+
+def quickstart_configs():
+    """``{strategy: 'PROVIDER::quickstart/NAME.py'}``."""
+    paths = {}
+    for provider, folders in load_plugins().config_providers().items():
+        for folder in folders:
+            for path in glob.glob(osp.join(folder, 'quickstart', '*.py')):
+                paths[f'{provider}::quickstart/{osp.basename(path)}'] = path
+    found = {}
+    for config, path in sorted(paths.items()):
+        adapter = load_config(path).model.get('adapter')
+        if isinstance(adapter, dict):
+            found.setdefault(adapter['type'], config)
+    return found
+
+
+ADAPTERS.import_from_location()
+CONFIGS = quickstart_configs()
+
+
+@pytest.mark.parametrize('strategy', sorted(ADAPTERS.module_dict))
 def test_quickstart_strategy_trains_and_evaluates(cli, data_options, val_scalars, synth_root,
-                                                  tmp_path, method):
-    config = f'configs/quickstart/{method}_swin-mini_synthetic-128.py'
+                                                  tmp_path, strategy):
+    config = CONFIGS.get(strategy)
+    assert config, f'{strategy} ships no quickstart config (docs/adding_a_method.md)'
     work_dir = str(tmp_path / 'run')
     cli('train', config, '--work-dir', work_dir, *data_options(synth_root, 2))
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     logged = val_scalars(work_dir)
     assert {'semseg/mIoU', 'human_parts/mIoU', 'sal/maxF', 'normals/mean'} <= set(logged)
 
-    if method == 'adapter-houlsby':  # nonlinear: merging is refused in one line
+    if not ADAPTERS.get(strategy).mergeable:  # refused in one line, nothing written
         out = str(tmp_path / 'merged.safetensors')
         proc = cli('export', config, osp.join(work_dir, 'iter_2.pth'), out, '--merge',
                    check=False)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines()[-1].startswith(
-            'adapterkit export: error: Adapter cannot be merged into the backbone weights')
+            f'adapterkit export: error: {strategy} cannot be merged into the backbone weights')
         assert not osp.exists(out)

@@ -3,9 +3,9 @@ from .bitfit import BitFit
 from .bottleneck import Adapter, BottleneckAdapter
 from .decoder_only import DecoderOnly
 from .full import Full
-from .lora import LoRA, LoRAConv2d, LoRALinear
+from .lora import SWIN_BLOCK_LINEARS, LoRA, LoRAConv2d, LoRALinear
 from .mtlora import MTLoRA, MTLoRABlock, MTLoRALinear
 
 __all__ = ['AdapterStrategy', 'NotMergeableError', 'TRAINABLE_ALIASES', 'Full', 'DecoderOnly',
-           'LoRA', 'LoRALinear', 'LoRAConv2d', 'Adapter', 'BottleneckAdapter', 'BitFit',
-           'MTLoRA', 'MTLoRALinear', 'MTLoRABlock']
+           'LoRA', 'LoRALinear', 'LoRAConv2d', 'SWIN_BLOCK_LINEARS', 'Adapter',
+           'BottleneckAdapter', 'BitFit', 'MTLoRA', 'MTLoRALinear', 'MTLoRABlock']

@@ -8,13 +8,24 @@ trainable set of a composition is the union of its members' sets.
 
 Injected layers keep the names of the parameters they wrap (``...attn.qkv.weight`` stays
 ``...attn.qkv.weight``) and only add their own: pretrained files still load after
-injection, and merged exports have plain timm keys.
+injection, and merged exports have plain timm keys. The names a strategy adds start with
+its declared ``prefixes`` (``lora_A``, ``adapter.``, ...), which no other strategy's names
+start with, so an adapter-only file says whose parameters it holds.
+
+A strategy author needs three helpers: ``match_modules`` (the backbone modules a list of
+patterns names, every pattern required to match), ``match_names`` (the same over any list of
+names) and ``mark_trainable`` (turn ``requires_grad`` on and remember the names for
+``trainable_state_dict``). ``apply`` checks everything it can (every target, its type, an
+earlier adaptation) before it changes the first module, so an error leaves the model as it
+was.
 """
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+
+from ..errors import NotMergeableError, StrategyError
 
 #: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
 TRAINABLE_ALIASES = {
@@ -25,10 +36,6 @@ TRAINABLE_ALIASES = {
 }
 
 Patterns = Union[str, Sequence[str], None]
-
-
-class NotMergeableError(NotImplementedError):
-    """A strategy's adaptation cannot be folded into the frozen weights."""
 
 
 def as_pattern_list(patterns: Patterns) -> List[str]:
@@ -53,6 +60,11 @@ class AdapterStrategy:
     #: with the reason its merge error gives.
     mergeable: bool = True
     not_mergeable_reason: Optional[str] = None
+    #: How the names of the parameters this strategy injects begin, after the name of the
+    #: module they adapt (``lora_A`` in ``layers.0.blocks.0.attn.qkv.lora_A``); no prefix
+    #: of one strategy may begin another strategy's prefix. Empty for a strategy that
+    #: injects nothing.
+    prefixes: Tuple[str, ...] = ()
 
     def __init__(self, trainable: Patterns = None):
         self.trainable = as_pattern_list(trainable)
@@ -60,16 +72,20 @@ class AdapterStrategy:
 
     def apply(self, model: nn.Module) -> None:
         """Inject into ``model.backbone`` (whose parameters arrive frozen) and mark the
-        parameters this strategy trains with ``requires_grad=True``."""
+        parameters this strategy trains with ``requires_grad=True``. Raise before changing
+        anything when the model cannot take it."""
         raise NotImplementedError
 
-    def train_extra_parts(self, model: nn.Module) -> None:
-        """Mark the backbone parameters named by the shared ``trainable`` option (the model
-        calls this right after ``apply``)."""
+    def adapt(self, model: nn.Module) -> None:
+        """``apply``, then the backbone parts named by the shared ``trainable`` option; what
+        the model calls. The ``trainable`` patterns are matched first (on the backbone's
+        parameters before injection: the option names pretrained parts), so a pattern that
+        matches nothing is an error before the model changes."""
         names = [name for name, _ in model.backbone.named_parameters()]
-        matched = self._match(names, self.trainable, 'trainable', 'backbone parameter',
-                              aliases=TRAINABLE_ALIASES)
-        self._train(model.backbone, matched)
+        extra = self.match_names(names, self.trainable, 'trainable', 'backbone parameter',
+                                 aliases=TRAINABLE_ALIASES)
+        self.apply(model)
+        self.mark_trainable(model.backbone, extra)
 
     def check_mergeable(self) -> None:
         if not self.mergeable:
@@ -101,45 +117,62 @@ class AdapterStrategy:
         params = dict(model.backbone.named_parameters())
         return {name: params[name].detach() for name in self.trained_names}
 
+    def convert_state_dict(self, state_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """A state dict in another layout of this method (a released checkpoint of its
+        reference code) in the model's own keys (``backbone.*``, ``heads.*``), or None when
+        it is not in such a layout: the default, no conversion.
+
+        The model calls this for each of its strategies, in order, whenever a state dict is
+        loaded into it (``load_state_dict``, the Runner's ``load_from`` and ``resume``),
+        before the keys are checked, so such a checkpoint loads as it is. ``state_dict`` is
+        what the model was given (a whole checkpoint, when it holds no ``state_dict``
+        entry); a later strategy sees what an earlier one made of it."""
+        return None
+
     def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What a merged model still needs besides the backbone's own weights (e.g.
         task-specific branches that cannot fold into shared weights), keyed by backbone
         names; called while merged. Nothing for a strategy that folds completely."""
         return {}
 
-    def _train(self, backbone: nn.Module, names) -> None:
-        """Mark backbone parameters trainable and remember them."""
+    def mark_trainable(self, backbone: nn.Module, names: Iterable[str]) -> None:
+        """Turn ``requires_grad`` on for the backbone parameters ``names`` and remember them
+        (``trained_names``, which ``trainable_state_dict`` saves)."""
         params = dict(backbone.named_parameters())
         for name in names:
             params[name].requires_grad_(True)
             if name not in self.trained_names:
                 self.trained_names.append(name)
 
-    def _match(self, names: Iterable[str], patterns: Sequence[str], what: str, kind: str,
-               aliases: Optional[Dict[str, str]] = None) -> List[str]:
+    def match_names(self, names: Iterable[str], patterns: Sequence[str], what: str, kind: str,
+                    aliases: Optional[Dict[str, str]] = None) -> List[str]:
         """The ``names`` (in their order) that fullmatch any of ``patterns`` (or the regex an
         alias stands for). A pattern that matches none of them is a config mistake (a typo
-        would silently train nothing), so it is an error naming the pattern."""
+        would silently train nothing), so it is an error naming the pattern; ``what`` names
+        the option (``'target'``) and ``kind`` what the names are (``'backbone module'``)."""
         names = list(names)
         matched = set()
         for pattern in patterns:
             try:
                 regex = re.compile((aliases or {}).get(pattern, pattern))
             except re.error as err:
-                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} is not a '
-                                 f'valid regular expression ({err})') from None
+                raise StrategyError(f'{type(self).__name__}: {what} pattern {pattern!r} is not a '
+                                    f'valid regular expression ({err})',
+                                    strategy=type(self).__name__, option=what) from None
             hits = {name for name in names if regex.fullmatch(name)}
             if not hits:
-                raise ValueError(f'{type(self).__name__}: {what} pattern {pattern!r} matches '
-                                 f'no {kind}')
+                raise StrategyError(f'{type(self).__name__}: {what} pattern {pattern!r} matches '
+                                    f'no {kind}', strategy=type(self).__name__, option=what)
             matched |= hits
         return [name for name in names if name in matched]
 
-    def _match_modules(self, backbone: nn.Module, patterns: Sequence[str],
-                       what: str = 'target') -> Dict[str, nn.Module]:
-        """``{name: module}`` of the backbone modules whose names fullmatch a pattern."""
+    def match_modules(self, backbone: nn.Module, patterns: Sequence[str],
+                      what: str = 'target') -> Dict[str, nn.Module]:
+        """``{name: module}`` of the backbone modules whose names fullmatch one of
+        ``patterns`` (timm's names, ``re.fullmatch``), in the backbone's order; every
+        pattern must match at least one module (see ``match_names``)."""
         modules = dict(backbone.named_modules())
-        matched = self._match(modules, patterns, what, 'backbone module')
+        matched = self.match_names(modules, patterns, what, 'backbone module')
         return {name: modules[name] for name in matched}
 
     def __repr__(self) -> str:

@@ -10,5 +10,6 @@ class BitFit(AdapterStrategy):
     """Train every ``*.bias`` parameter of the backbone. Injects nothing: merging is a no-op."""
 
     def apply(self, model: nn.Module) -> None:
-        self._train(model.backbone, [name for name, _ in model.backbone.named_parameters()
-                                     if name.endswith('.bias')])
+        backbone = model.backbone
+        self.mark_trainable(backbone, [name for name, _ in backbone.named_parameters()
+                                       if name.endswith('.bias')])

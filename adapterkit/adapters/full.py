@@ -10,4 +10,5 @@ class Full(AdapterStrategy):
     """Train the whole backbone. Injects nothing, so there is nothing to merge."""
 
     def apply(self, model: nn.Module) -> None:
-        self._train(model.backbone, [name for name, _ in model.backbone.named_parameters()])
+        backbone = model.backbone
+        self.mark_trainable(backbone, [name for name, _ in backbone.named_parameters()])

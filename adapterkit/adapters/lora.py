@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import StrategyError
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns, as_pattern_list
-from .dropout import LoRADropout
+from ..layers.dropout import LoRADropout
 
 #: The four linears of every Swin block: attention qkv and proj, MLP fc1 and fc2. Anchored,
 #: so SwinV2's extra linears (``attn.cpb_mlp.*``) are not hit.
@@ -124,6 +125,8 @@ class LoRA(AdapterStrategy):
         trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
     """
 
+    prefixes = ('lora_A', 'lora_B')
+
     def __init__(self, targets: Patterns = SWIN_BLOCK_LINEARS, rank: int = 4,
                  alpha: Optional[float] = None, scale: Optional[float] = None,
                  dropout: float = 0.0, overrides: Optional[Sequence[dict]] = None,
@@ -131,32 +134,39 @@ class LoRA(AdapterStrategy):
         super().__init__(trainable=trainable)
         self.targets = as_pattern_list(targets)
         if not self.targets:
-            raise ValueError('LoRA: no targets given')
+            raise StrategyError('LoRA: no targets given', strategy='LoRA', option='targets')
         self.defaults = self._checked(dict(rank=rank, alpha=alpha, scale=scale,
                                            dropout=dropout), 'LoRA')
         self.overrides = [dict(override) for override in overrides or []]
         for override in self.overrides:
             if 'pattern' not in override:
-                raise ValueError(f'LoRA: override {override} has no `pattern`')
+                raise StrategyError(f'LoRA: override {override} has no `pattern`',
+                                    strategy='LoRA', option='overrides')
             unknown = sorted(set(override) - {'pattern', *_OPTIONS})
             if unknown:
-                raise ValueError(f'LoRA: override {override["pattern"]!r} has unknown option '
-                                 f'{unknown[0]!r} (options: {", ".join(_OPTIONS)})')
+                raise StrategyError(f'LoRA: override {override["pattern"]!r} has unknown option '
+                                    f'{unknown[0]!r} (options: {", ".join(_OPTIONS)})',
+                                    strategy='LoRA', option='overrides')
         self.layer_names: List[str] = []  # backbone modules this strategy replaced
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        targets = self._match_modules(backbone, self.targets)
+        targets = self.match_modules(backbone, self.targets)
         for name, module in targets.items():  # check all before changing anything
+            if isinstance(module, LoRALayer):
+                raise StrategyError(f'LoRA: target {name} has LoRA already; apply LoRA once '
+                                    f'(per-target ranks and scales go in `overrides`)',
+                                    strategy='LoRA', option='targets')
             if type(module) not in _LORA_LAYERS or getattr(module, 'groups', 1) != 1:
-                raise ValueError(f'LoRA: target {name} is a {type(module).__name__}; LoRA '
-                                 f'adapts nn.Linear and nn.Conv2d (groups=1) layers')
+                raise StrategyError(f'LoRA: target {name} is a {type(module).__name__}; LoRA '
+                                    f'adapts nn.Linear and nn.Conv2d (groups=1) layers',
+                                    strategy='LoRA', option='targets')
         options = self._options_per_target(list(targets))
         for name, module in targets.items():
             layer = _LORA_LAYERS[type(module)](module, **options[name])
             parent, _, child = name.rpartition('.')
             setattr(backbone.get_submodule(parent), child, layer)
-            self._train(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
+            self.mark_trainable(backbone, [f'{name}.lora_A', f'{name}.lora_B'])
             self.layer_names.append(name)
 
     def adapted_layers(self, model: nn.Module) -> List[nn.Module]:
@@ -165,7 +175,7 @@ class LoRA(AdapterStrategy):
     def _options_per_target(self, names: List[str]) -> Dict[str, dict]:
         """``{target: dict(rank, scale, dropout)}`` after the overrides."""
         for override in self.overrides:  # each one must apply somewhere
-            self._match(names, [override['pattern']], 'override', 'LoRA target')
+            self.match_names(names, [override['pattern']], 'override', 'LoRA target')
         options = {}
         for name in names:
             chosen = dict(self.defaults)
@@ -185,9 +195,11 @@ class LoRA(AdapterStrategy):
     @staticmethod
     def _checked(options: dict, owner: str) -> dict:
         if not isinstance(options['rank'], int) or options['rank'] < 1:
-            raise ValueError(f'{owner}: rank must be a positive integer, got {options["rank"]!r}')
+            raise StrategyError(f'{owner}: rank must be a positive integer, got '
+                                f'{options["rank"]!r}', strategy='LoRA', option='rank')
         if options['alpha'] is not None and options['scale'] is not None:
-            raise ValueError(f'{owner}: give alpha (scale = alpha / rank) or scale, not both')
+            raise StrategyError(f'{owner}: give alpha (scale = alpha / rank) or scale, not both',
+                                strategy='LoRA', option='alpha')
         return options
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ import scipy.io
 from mmengine.dataset import BaseDataset
 from PIL import Image
 
+from ..errors import ConfigError, DataError, MissingFileError
 from ..registry import DATASETS, TASKS
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
@@ -114,11 +115,12 @@ class PascalMTDataset(BaseDataset):
             self.normals_valid_classes = self._normals_classes()
         split_file = osp.join(self.data_root, 'ImageSets', 'Context', f'{self.split}.txt')
         if not osp.isfile(split_file):
-            raise FileNotFoundError(f'PASCAL-MT split file not found: {split_file}')
+            raise MissingFileError(f'PASCAL-MT split file not found: {split_file}',
+                                   file=split_file)
         with open(split_file) as f:
             ids = [line.strip() for line in f if line.strip()]
         if not ids:
-            raise ValueError(f'PASCAL-MT split file lists no image: {split_file}')
+            raise DataError(f'PASCAL-MT split file lists no image: {split_file}', file=split_file)
 
         data_list, missing = [], []
         for img_id in ids:
@@ -135,9 +137,9 @@ class PascalMTDataset(BaseDataset):
             missing += [p for k, p in info.items() if k.endswith('_path') and not osp.isfile(p)]
             data_list.append(info)
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'PASCAL-MT: {len(missing)} file(s) of split {self.split!r} with tasks '
-                f'{list(self.tasks)} are missing, e.g. {missing[0]}')
+                f'{list(self.tasks)} are missing, e.g. {missing[0]}', file=missing[0])
         return data_list
 
     def prepare_data(self, idx: int):
@@ -165,8 +167,8 @@ class PascalMTDataset(BaseDataset):
                 gt['edge'] = edges_from_label_map(label_map)
         for task, target in gt.items():
             if target.shape[:2] != shape:
-                raise ValueError(f'PASCAL-MT {task} target of {info["img_id"]!r} is '
-                                 f'{target.shape[:2]}, image is {shape}')
+                raise DataError(f'PASCAL-MT {task} target of {info["img_id"]!r} is '
+                                f'{target.shape[:2]}, image is {shape}', task=task)
         return dict(img=img, gt=gt, img_id=info['img_id'], ori_shape=shape, img_shape=shape)
 
     def _path(self, pattern: str, img_id: str) -> str:
@@ -178,9 +180,9 @@ class PascalMTDataset(BaseDataset):
         nyu_file, context_file = (osp.join(self.data_root, f) for f in (NYU_JSON, CONTEXT_JSON))
         for path in (nyu_file, context_file):
             if not osp.isfile(path):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f'PASCAL-MT normals need {path} (the NYU-compatible Context classes) or an '
-                    f'explicit normals_valid_classes argument')
+                    f'explicit normals_valid_classes argument', file=path)
         with open(nyu_file) as f:
             nyu_names = json.load(f)
         with open(context_file) as f:
@@ -192,12 +194,13 @@ def check_tasks(tasks: Sequence[str]) -> tuple:
     """The tasks as a tuple, or one error naming the unknown task and the known ones."""
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not tasks:
-        raise ValueError(f'PascalMTDataset needs at least one task of {list(PASCAL_TASKS)}')
+        raise ConfigError(f'PascalMTDataset needs at least one task of {list(PASCAL_TASKS)}',
+                          key='tasks')
     for task in tasks:
         if task not in PASCAL_TASKS:
             known = 'registered' if TASKS.get(task) is not None else 'unknown'
-            raise ValueError(f'{known} task {task!r} is not provided by PASCAL-MT, which '
-                             f'provides {list(PASCAL_TASKS)}')
+            raise ConfigError(f'{known} task {task!r} is not provided by PASCAL-MT, which '
+                              f'provides {list(PASCAL_TASKS)}', task=task)
     return tasks
 
 
@@ -214,7 +217,8 @@ def load_label_png(path: str) -> np.ndarray:
     """A single-channel uint8 png (palette pngs give their indices)."""
     label = np.asarray(Image.open(path))
     if label.ndim != 2:
-        raise ValueError(f'{path}: expected a single-channel label png, got shape {label.shape}')
+        raise DataError(f'{path}: expected a single-channel label png, got shape {label.shape}',
+                        file=path)
     return label.astype(np.uint8)
 
 
@@ -222,7 +226,7 @@ def load_label_map(path: str) -> np.ndarray:
     """The 'LabelMap' (Context class per pixel) of a pascal-context .mat file."""
     mat = scipy.io.loadmat(path)
     if 'LabelMap' not in mat:
-        raise ValueError(f'{path}: no LabelMap variable')
+        raise DataError(f'{path}: no LabelMap variable', file=path)
     return np.asarray(mat['LabelMap'])
 
 
@@ -231,8 +235,8 @@ def load_normals(path: str, label_map: np.ndarray, valid_classes: np.ndarray) ->
     encoded = np.asarray(Image.open(path).convert('RGB'), dtype=np.float32)
     normals = 2.0 * encoded / 255.0 - 1.0
     if label_map.shape != normals.shape[:2]:
-        raise ValueError(f'{path}: normals {normals.shape[:2]} and LabelMap {label_map.shape} '
-                         f'differ in size')
+        raise DataError(f'{path}: normals {normals.shape[:2]} and LabelMap {label_map.shape} '
+                        f'differ in size', file=path)
     valid = np.isin(label_map, valid_classes) & (np.linalg.norm(normals, axis=2) > 0)
     normals[~valid] = IGNORE
     return normals
@@ -241,7 +245,8 @@ def load_normals(path: str, label_map: np.ndarray, valid_classes: np.ndarray) ->
 def _field(record, name: str, path: str):
     names = record.dtype.names or ()
     if name not in names:
-        raise ValueError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: {names})')
+        raise DataError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: {names})',
+                        file=path)
     return record[name]
 
 
@@ -258,7 +263,7 @@ def load_human_parts(path: str, shape) -> np.ndarray:
     """
     mat = scipy.io.loadmat(path)
     if 'anno' not in mat:
-        raise ValueError(f'{path}: no PASCAL-Part variable "anno"')
+        raise DataError(f'{path}: no PASCAL-Part variable "anno"', file=path)
     anno = np.asarray(mat['anno']).ravel()[0]
     target = None
     for obj in _struct_items(_field(anno, 'objects', path)):
@@ -271,11 +276,12 @@ def load_human_parts(path: str, shape) -> np.ndarray:
         for part in parts:
             name = str(np.asarray(_field(part, 'part_name', path)).ravel()[0])
             if name not in PART_TO_CLASS:
-                raise ValueError(f'{path}: unknown human part {name!r} '
-                                 f'(known: {sorted(PART_TO_CLASS)})')
+                raise DataError(f'{path}: unknown human part {name!r} '
+                                f'(known: {sorted(PART_TO_CLASS)})', file=path)
             mask = np.asarray(_field(part, 'mask', path)).astype(bool)
             if mask.shape != tuple(shape):
-                raise ValueError(f'{path}: part {name!r} mask is {mask.shape}, image is {shape}')
+                raise DataError(f'{path}: part {name!r} mask is {mask.shape}, image is {shape}',
+                                file=path)
             target[mask] = PART_TO_CLASS[name]
     return target if target is not None else np.full(shape, IGNORE, dtype=np.uint8)
 

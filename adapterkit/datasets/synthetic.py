@@ -20,6 +20,7 @@ Files are byte-identical for the same arguments: each image has its own
 ``scipy.io.savemat`` writes into the .mat header is replaced by a fixed text.
 """
 import colorsys
+import errno
 import io
 import json
 import os
@@ -32,6 +33,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from ..errors import ConfigError
 from .pascal_mt import PERSON_CLASS, VOC_CLASSES
 
 README_MARKER = 'adapterkit synthetic PASCAL-MT data'
@@ -79,13 +81,15 @@ def synthesize(out_dir: str, num_train: int = 200, num_val: int = 50,
         style: one of ``STYLES``.
     """
     if style not in STYLES:
-        raise ValueError(f'unknown synthetic style {style!r}; styles: {sorted(STYLES)}')
+        raise ConfigError(f'unknown synthetic style {style!r}; styles: {sorted(STYLES)}',
+                          option='style')
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(height, width) < 32:
-        raise ValueError(f'synthetic images need a size of at least 32 pixels, got {size!r}')
+        raise ConfigError(f'synthetic images need a size of at least 32 pixels, got {size!r}',
+                          option='size')
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
-        raise ValueError(f'need a positive number of images, got num_train={num_train}, '
-                         f'num_val={num_val}')
+        raise ConfigError(f'need a positive number of images, got num_train={num_train}, '
+                          f'num_val={num_val}', option='num_train')
     out_dir = os.path.abspath(out_dir)
     _check_target(out_dir)
 
@@ -108,10 +112,11 @@ def _check_target(out_dir: str) -> None:
     if not os.path.exists(out_dir):
         return
     if not os.path.isdir(out_dir):
-        raise FileExistsError(f'synthetic data target exists and is not a folder: {out_dir}')
+        raise FileExistsError(errno.EEXIST, 'synthetic data target exists and is not a folder',
+                              out_dir)
     if os.listdir(out_dir) and not _is_synthetic(out_dir):
-        raise FileExistsError(f'synthetic data target is not empty and was not written by '
-                              f'adapterkit synth: {out_dir}')
+        raise FileExistsError(errno.EEXIST, 'synthetic data target is not empty and was not '
+                              'written by adapterkit synth', out_dir)
 
 
 def _is_synthetic(folder: str) -> bool:

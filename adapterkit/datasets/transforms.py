@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
+from ..errors import ConfigError, DataError, UnknownNameError
 from ..registry import TASKS, TRANSFORMS
 
 LABEL_KINDS = ('mask', 'normals', 'depth')
@@ -26,11 +27,11 @@ def task_info(task: str) -> Tuple[str, int]:
     """(label_kind, ignore_index) of ``task``: how its target is treated."""
     task_cls = TASKS.get(task)
     if task_cls is None:
-        raise KeyError(f'unknown task {task!r} in the sample; registered tasks: '
-                       f'{sorted(TASKS.module_dict)}')
+        raise UnknownNameError(f'unknown task {task!r} in the sample; registered tasks: '
+                               f'{sorted(TASKS.module_dict)}', task=task)
     if task_cls.label_kind not in LABEL_KINDS:
-        raise ValueError(f'task {task!r} has label_kind {task_cls.label_kind!r}, '
-                         f'expected one of {LABEL_KINDS}')
+        raise ConfigError(f'task {task!r} has label_kind {task_cls.label_kind!r}, '
+                          f'expected one of {LABEL_KINDS}', task=task)
     return task_cls.label_kind, task_cls.ignore_index
 
 
@@ -56,7 +57,7 @@ def _resample(target: np.ndarray, task: str, warp: Callable) -> np.ndarray:
 
 def _pair(value, name: str) -> Tuple[float, float]:
     if len(value) != 2 or value[0] > value[1]:
-        raise ValueError(f'{name} must be a (low, high) pair, got {value!r}')
+        raise ConfigError(f'{name} must be a (low, high) pair, got {value!r}', option=name)
     return float(value[0]), float(value[1])
 
 
@@ -66,7 +67,7 @@ class MultiTaskRandomFlip(BaseTransform):
 
     def __init__(self, prob: float = 0.5):
         if not 0.0 <= prob <= 1.0:
-            raise ValueError(f'prob must be in [0, 1], got {prob}')
+            raise ConfigError(f'prob must be in [0, 1], got {prob}', option='prob')
         self.prob = prob
 
     def transform(self, results: dict) -> dict:
@@ -128,7 +129,8 @@ class MultiTaskResize(BaseTransform):
     def __init__(self, size: Union[int, Sequence[int]] = (448, 448)):
         size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f'size must be (height, width) of positive ints, got {size!r}')
+            raise ConfigError(f'size must be (height, width) of positive ints, got {size!r}',
+                              option='size')
         self.size = size
 
     def transform(self, results: dict) -> dict:
@@ -159,7 +161,7 @@ class PackMultiTaskInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         img = results['img']
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise TypeError(f'PackMultiTaskInputs expects an HxWx3 uint8 image, got '
+            raise DataError(f'PackMultiTaskInputs expects an HxWx3 uint8 image, got '
                             f'{img.dtype} {img.shape}')
         gt = {}
         for task, target in results['gt'].items():

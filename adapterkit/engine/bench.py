@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..errors import AdapterkitError, ConfigError
 from .optim import amp_autocast, amp_dtype, amp_optim_wrapper
 
 MODES = ('train', 'infer')
@@ -56,11 +57,12 @@ def bench(config: str, mode: str = 'train', batch: int = 2, img: Optional[int] =
     from ..config import build_model, load_config
     from .cpu_malloc import configure_cpu_malloc
     if mode not in MODES:
-        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        raise ConfigError(f'mode must be one of {MODES}, got {mode!r}', option='mode')
     if merged and mode != 'infer':
-        raise ValueError('--merged is for --mode infer (merged weights cannot train)')
+        raise ConfigError('--merged is for --mode infer (merged weights cannot train)',
+                          option='--merged')
     if batch < 1 or iters < 1 or warmup < 0:
-        raise ValueError('batch and iters must be at least 1, warmup at least 0')
+        raise ConfigError('batch and iters must be at least 1, warmup at least 0', option='batch')
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -177,7 +179,7 @@ def peak_memory(device: torch.device):
         for line in f:
             if line.startswith('VmHWM:'):
                 return int(line.split()[1]) * 1024, 'peak RSS of the process (VmHWM)'
-    raise RuntimeError('bench: no VmHWM in /proc/self/status (peak memory needs Linux on CPU)')
+    raise AdapterkitError('bench: no VmHWM in /proc/self/status (peak memory needs Linux on CPU)')
 
 
 def format_report(result: dict) -> str:

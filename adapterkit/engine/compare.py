@@ -1,7 +1,10 @@
 """``adapterkit compare``: every method trained under one identical pipeline, one report.
 
-A *suite* (``compare_suite.py``) names the configs and data; each of its runs is derived from
-the suite's base config and checked to differ from it only in ``model.adapter``.
+A *suite* (``compare_suite.py``) names the configs and data and derives every run's config
+(``plan``), checked to differ from the suite's base config only in ``model.adapter``. This
+module runs them (resuming or reusing what finished) and measures each, and
+``compare_report.py`` turns their records into the report: suite -> runs -> records ->
+report, each module importing only the ones before it.
 
 Work dir: ``pretrain/``, ``single-task_<task>/seed_<k>/`` and ``<member>/seed_<k>/``, each
 with ``config.py`` (the derived config), mmengine's logs and checkpoints, ``metrics.json``
@@ -14,103 +17,30 @@ error and the suite goes on.
 """
 import copy
 import glob
-import json
 import os
 import os.path as osp
-import time
 import uuid
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from safetensors.torch import save_file
 
-from ..config import load_config
-from .compare_suite import (PRETRAIN, REFERENCE_ADAPTER, SINGLE_TASK, Suite, SuiteError,
-                            check_identical, config_diff, load_suite, one_line)
+from ..compat import load_checkpoint_file
+from ..config import build_model
+from ..datasets.synthetic import synthesize
+from ..errors import MissingFileError
+from ..fileio import atomic_write, read_json, write_json, write_text
+from ..models.parameters import count_parameters
+from .bench import bench
+from .compare_report import duration_text, format_table, write_report
+from .compare_suite import (BACKBONE_FILE, PRETRAIN, Run, Suite, SuiteError, config_diff,
+                            load_suite, one_line, plan)
+from .hooks import STATS_KEY, RunMonitorHook
 
-BACKBONE_FILE = 'backbone.safetensors'
-STATS_KEY = 'adapterkit_train_stats'  # a run's training figures, in its checkpoints' meta
 # inference latency: 30 timed forward passes at batch 1 after 5 untimed ones; the report
 # gives their median and quartiles (one pass can be 4x the median on a busy machine)
 LATENCY_ITERS, LATENCY_WARMUP = 30, 5
-
-
-# ------------------------------------------------------------------ runs
-@dataclass
-class Run:
-    name: str  # a member name, 'single-task_<task>' or 'pretrain'
-    kind: str  # 'member', 'reference' or 'pretrain'
-    seed: int
-    order: int  # the position in the suite, for the report's row order
-    work_dir: str
-    cfg: Optional[Config] = None
-    error: Optional[str] = None  # a member whose config could not be derived
-    selected: bool = True  # False: not trained now (--only), only collected if finished
-    diff: List[str] = field(default_factory=list)  # keys that differ from the suite base
-
-    @property
-    def label(self) -> str:
-        return self.name if self.kind == PRETRAIN else f'{self.name} seed {self.seed}'
-
-
-def plan(suite: Suite, work_dir: str, seeds: Optional[Sequence[int]] = None,
-         only: Optional[Sequence[str]] = None) -> List[Run]:
-    """Every run of the suite in order: pretraining, then per seed the single-task
-    references and the members. ``only`` names the members (and 'single-task') to train
-    now; the others are only collected if they finished earlier."""
-    seeds = list(seeds if seeds is not None else suite.seeds)
-    names = list(suite.members) + ([SINGLE_TASK] if suite.references == SINGLE_TASK else [])
-    unknown = sorted(set(only or []) - set(names))
-    if unknown:
-        raise SuiteError(f'--only: no member {unknown[0]!r} in {suite.path} '
-                         f'(members: {", ".join(names)})')
-    runs = []
-    pretrained = suite.pretrained
-    if suite.pretrain:
-        pretrain_dir = osp.join(work_dir, PRETRAIN)
-        runs.append(Run(PRETRAIN, PRETRAIN, 0, -1, pretrain_dir, suite.run_config(
-            REFERENCE_ADAPTER, 0, data=suite.pretrain['data'],
-            options=suite.pretrain['options'])))
-        pretrained = osp.join(pretrain_dir, BACKBONE_FILE)
-
-    for seed in seeds:
-        common = suite.common_config(seed, pretrained=pretrained)
-        jobs = [(task, 'reference') for task in suite.tasks
-                if suite.references == SINGLE_TASK]
-        jobs += [(name, 'member') for name in suite.members]
-        for order, (key, kind) in enumerate(jobs):
-            reference = kind == 'reference'
-            name = f'{SINGLE_TASK}_{key}' if reference else key
-            run = Run(name, kind, seed, order, osp.join(work_dir, name, f'seed_{seed}'),
-                      selected=not only or (SINGLE_TASK if reference else key) in only)
-            try:
-                run.cfg = (suite.run_config(REFERENCE_ADAPTER, seed, tasks=[key],
-                                            pretrained=pretrained) if reference
-                           else _member_config(suite, common, key, seed, pretrained))
-                run.diff = check_identical(common, run.cfg, run.label, reference)
-            except Exception as err:  # one member's bad config must not stop the others
-                run.cfg, run.error = None, one_line(err)
-            runs.append(run)
-    return runs
-
-
-def _member_config(suite: Suite, common: Config, name: str, seed: int,
-                   pretrained: Optional[str]) -> Config:
-    """A member's run config: the suite base with the member's adapter."""
-    spec = suite.members[name]
-    adapter = spec['adapter']
-    if spec['config']:
-        # The member's own config with everything the suite shares must equal the base but
-        # for its adapter, which is all a member contributes.
-        options = suite.shared_options(seed, pretrained=pretrained)
-        if adapter is not None:
-            options['model.adapter'] = copy.deepcopy(adapter)  # merged into the config's
-        source = load_config(spec['config'], options)
-        check_identical(common, source, f'member {name} ({spec["config"]})')
-        adapter = source.to_dict()['model']['adapter']
-    return suite.run_config(adapter, seed, pretrained=pretrained)
 
 
 # ------------------------------------------------------------------ running
@@ -120,7 +50,6 @@ def run_compare(suite_path: str, work_dir: Optional[str] = None,
     """Train every run of a suite that has not finished yet, one after another, then write
     the report to the work dir (default ``work_dirs/compare/<suite name>``) and print its
     table. Returns the report (``compare_report.build_report``)."""
-    from .compare_report import format_table, write_report
     suite = load_suite(suite_path, cfg_options)
     work_dir = work_dir or osp.join('work_dirs', 'compare', suite.name)
     prepare_data(suite.data, 'data')
@@ -147,11 +76,10 @@ def run_compare(suite_path: str, work_dir: Optional[str] = None,
 def report_from_dirs(dirs: Sequence[str], work_dir: Optional[str] = None) -> dict:
     """Build the report from the ``run.json`` records under existing work dirs (several
     machines' halves of a suite, say) into ``work_dir`` (default: the first dir)."""
-    from .compare_report import format_table, write_report
     records, where = [], {}
     for folder in dirs:
         if not osp.isdir(folder):
-            raise FileNotFoundError(f'--from-dirs: no such folder: {folder}')
+            raise MissingFileError(f'--from-dirs: no such folder: {folder}', file=folder)
         for path in sorted(glob.glob(osp.join(folder, '**', 'run.json'), recursive=True)):
             record = read_json(path)
             key = (record['name'], record['seed'])
@@ -161,7 +89,7 @@ def report_from_dirs(dirs: Sequence[str], work_dir: Optional[str] = None) -> dic
             where[key] = path
             records.append(record)
     if not records:
-        raise FileNotFoundError(f'--from-dirs: no run.json under {", ".join(dirs)}')
+        raise MissingFileError(f'--from-dirs: no run.json under {", ".join(dirs)}')
     work_dir = work_dir or dirs[0]
     report = write_report(records, work_dir)
     print(f'{format_table(report)}\n\nreport: {work_dir}/results.md', flush=True)
@@ -174,7 +102,6 @@ def prepare_data(data: Optional[dict], key: str) -> None:
         return
     if not data['synthesize']:
         raise SuiteError(f'{key}.root: no data set at {data["root"]}')
-    from ..datasets.synthetic import synthesize
     print(f'writing synthetic data to {data["root"]} ({data["synthesize"]}) ...', flush=True)
     synthesize(data['root'], **data['synthesize'])
 
@@ -259,7 +186,6 @@ def run_state(cfg: Config, work_dir: str) -> str:
 
 def train(run: Run, state: str) -> None:
     """Train ``run`` in this process with mmengine's Runner (``state`` from run_state)."""
-    from mmengine.runner import Runner
     cfg = copy.deepcopy(run.cfg)
     cfg.work_dir = run.work_dir
     # mmengine keys its logger, message hub and visualizer by experiment name: one per run.
@@ -282,10 +208,6 @@ def measure_run(run: Run) -> dict:
     """What the report needs of a finished run: parameter counts, metrics, training
     figures (from the final checkpoint) and, for a member or reference, inference latency
     (batch 1, merged where every strategy can merge)."""
-    from ..compat import load_checkpoint_file
-    from ..config import build_model
-    from ..models.parameters import count_parameters
-    from .bench import bench
     model = build_model(run.cfg)  # counting and mergeability need no weights
     params = count_parameters(model)
     metrics = read_json(osp.join(run.work_dir, 'metrics.json'))['metrics']
@@ -313,65 +235,10 @@ def export_backbone(checkpoint: str, out: str) -> None:
     layout (what ``SwinBackbone(pretrained=...)`` loads), unless it exists."""
     if osp.isfile(out):
         return
-    from safetensors.torch import save_file
-
-    from ..compat import load_checkpoint_file
     state = load_checkpoint_file(checkpoint, 'cpu')['state_dict']
     backbone = {k[len('backbone.'):]: v.contiguous() for k, v in state.items()
                 if k.startswith('backbone.')}
-    tmp = f'{out}.tmp'
-    save_file(backbone, tmp)
-    os.replace(tmp, out)
-
-
-class RunMonitorHook(Hook):
-    """Training wall time (validation excluded), images seen and peak memory of a run,
-    carried in its checkpoints' meta so that a resumed run adds up; and a progress line
-    at every fifth of the run."""
-
-    def __init__(self, lines: int = 5):
-        self.lines = lines
-        self.stats = dict(time_s=0.0, images=0, iters=0, peak_memory_mb=0.0)
-        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-        self._start = None  # (time, iteration) at which this session started training
-        self._last = None  # end of the previous iteration (or of a validation)
-
-    def after_load_checkpoint(self, runner, checkpoint):
-        self.stats.update(checkpoint.get('meta', {}).get(STATS_KEY) or {})
-
-    def before_train(self, runner):
-        from .bench import reset_peak_memory
-        reset_peak_memory(self.device)
-        self._start = (time.perf_counter(), runner.iter)
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if self._last is None:
-            self._last = time.perf_counter()
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        from mmengine.dist import get_world_size
-        now = time.perf_counter()
-        self.stats['time_s'] += now - self._last
-        self._last = now
-        self.stats['images'] += len(data_batch['inputs']) * get_world_size()
-        self.stats['iters'] += 1
-        step = max(1, runner.max_iters // self.lines)
-        if runner.iter + 1 == runner.max_iters or (runner.iter + 1) % step == 0:
-            start, first = self._start
-            per_iter = (now - start) / (runner.iter + 1 - first)
-            left = per_iter * (runner.max_iters - runner.iter - 1)
-            loss = float(outputs['loss'].detach()) if 'loss' in (outputs or {}) else float('nan')
-            print(f'    iter {runner.iter + 1}/{runner.max_iters}  loss {loss:.3f}  '
-                  f'{per_iter:.2f} s/iter  eta {duration_text(left)}', flush=True)
-
-    def after_val_epoch(self, runner, metrics=None):
-        self._last = time.perf_counter()  # validation is not training time
-
-    def before_save_checkpoint(self, runner, checkpoint):
-        from .bench import peak_memory
-        peak = peak_memory(self.device)[0] / 2**20
-        self.stats['peak_memory_mb'] = round(max(self.stats['peak_memory_mb'], peak), 1)
-        checkpoint.setdefault('meta', {})[STATS_KEY] = dict(self.stats)
+    atomic_write(out, lambda tmp: save_file(backbone, tmp))
 
 
 # ------------------------------------------------------------------ helpers
@@ -380,29 +247,3 @@ def _summary(record: dict) -> str:
     if record.get('train'):
         parts.append(f'{duration_text(record["train"]["time_s"])} training')
     return ', '.join(parts)
-
-
-def duration_text(seconds: float) -> str:
-    """'m:ss'."""
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f'{minutes}:{seconds:02d}'
-
-
-def read_json(path: str) -> Optional[dict]:
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a file atomically: a reader sees the old file or the whole new one."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: str, data) -> None:
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    write_text(path, json.dumps(data, indent=2) + '\n')

@@ -24,9 +24,10 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from ..errors import AdapterkitError
 from ..evaluation import delta_m
+from ..fileio import atomic_write, write_json, write_text
 from .bench import quartiles
-from .compare import duration_text, write_json, write_text
 from .compare_suite import PRETRAIN, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
@@ -38,6 +39,12 @@ def mean_std(values: Sequence[float]) -> dict:
     values = [v for v in values if v is not None]
     return dict(mean=statistics.mean(values) if values else None,
                 std=statistics.stdev(values) if len(values) > 1 else None, n=len(values))
+
+
+def duration_text(seconds: float) -> str:
+    """'m:ss'."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f'{minutes}:{seconds:02d}'
 
 
 def median_quartiles(values: Sequence[float]) -> dict:
@@ -59,7 +66,7 @@ def build_report(records: Sequence[dict]) -> dict:
     """Aggregate run records (any order, any seeds) into the report dict."""
     runs = [r for r in records if r['kind'] != PRETRAIN]
     if not runs:
-        raise ValueError('compare: no runs to report')
+        raise AdapterkitError('compare: no runs to report')
     ok = [r for r in runs if r['status'] == 'ok']
     members = [r for r in runs if r['kind'] == 'member']
     tasks = list((members or runs)[0]['tasks'])
@@ -492,6 +499,4 @@ def _metric_bars(ax, rows, stats, reference) -> bool:
 
 
 def _save(fig, path: str) -> None:
-    tmp = f'{path}.tmp'
-    fig.savefig(tmp, format='png', dpi=110)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))

@@ -1,5 +1,6 @@
-"""The suite of ``adapterkit compare``: its file format, and the rule that every run is
-the same pipeline but for its adapter.
+"""The suite of ``adapterkit compare``: its file format, the rule that every run is the
+same pipeline but for its adapter, and the runs it derives (``plan``: every run's config and
+work dir, in order).
 
 A *suite* is an mmengine ``.py`` config with these keys (config paths relative to the suite
 file or ``PROVIDER::path``; data roots and work dirs relative to the working directory;
@@ -36,25 +37,24 @@ import copy
 import json
 import os.path as osp
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config
 
 from .. import plugins
-from ..config import ConfigError, load_config
+from ..config import load_config
+from ..errors import MissingFileError, SuiteError
 
 SINGLE_TASK = 'single-task'
 PRETRAIN = 'pretrain'
 # Δm's references are single-task models trained with full fine-tuning (Maninis et al.).
 REFERENCE_ADAPTER = dict(type='Full')
+# The pretraining stage's backbone, in timm's layout, that every later run starts from.
+BACKBONE_FILE = 'backbone.safetensors'
 SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'references',
               'pretrained', 'pretrain')
 MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
-
-
-class SuiteError(ConfigError):
-    """A suite file is malformed, or a member breaks the identical-pipeline rule."""
 
 
 # ------------------------------------------------------------------ suites
@@ -114,12 +114,12 @@ def load_suite(path: str, cfg_options: Optional[dict] = None) -> Suite:
     """
     path = plugins.resolve_config(path)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'suite file not found: {path}')
+        raise MissingFileError(f'suite file not found: {path}', file=path)
     raw = Config.fromfile(path).to_dict()
     here = osp.dirname(osp.abspath(path))
 
     def fail(key, message):
-        raise SuiteError(f'{path}: {key}: {message}')
+        raise SuiteError(f'{path}: {key}: {message}', file=path, key=key)
 
     unknown = sorted(k for k in raw if k not in SUITE_KEYS and not k.startswith('_'))
     if unknown:
@@ -237,6 +237,82 @@ def _replacing(adapter):
     if isinstance(adapter, dict):
         return {'_delete_': True, **adapter}
     return list(adapter)
+
+
+# ------------------------------------------------------------------ runs
+@dataclass
+class Run:
+    name: str  # a member name, 'single-task_<task>' or 'pretrain'
+    kind: str  # 'member', 'reference' or 'pretrain'
+    seed: int
+    order: int  # the position in the suite, for the report's row order
+    work_dir: str
+    cfg: Optional[Config] = None
+    error: Optional[str] = None  # a member whose config could not be derived
+    selected: bool = True  # False: not trained now (--only), only collected if finished
+    diff: List[str] = field(default_factory=list)  # keys that differ from the suite base
+
+    @property
+    def label(self) -> str:
+        return self.name if self.kind == PRETRAIN else f'{self.name} seed {self.seed}'
+
+
+def plan(suite: Suite, work_dir: str, seeds: Optional[Sequence[int]] = None,
+         only: Optional[Sequence[str]] = None) -> List[Run]:
+    """Every run of the suite in order: pretraining, then per seed the single-task
+    references and the members. ``only`` names the members (and 'single-task') to train
+    now; the others are only collected if they finished earlier."""
+    seeds = list(seeds if seeds is not None else suite.seeds)
+    names = list(suite.members) + ([SINGLE_TASK] if suite.references == SINGLE_TASK else [])
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise SuiteError(f'--only: no member {unknown[0]!r} in {suite.path} '
+                         f'(members: {", ".join(names)})')
+    runs = []
+    pretrained = suite.pretrained
+    if suite.pretrain:
+        pretrain_dir = osp.join(work_dir, PRETRAIN)
+        runs.append(Run(PRETRAIN, PRETRAIN, 0, -1, pretrain_dir, suite.run_config(
+            REFERENCE_ADAPTER, 0, data=suite.pretrain['data'],
+            options=suite.pretrain['options'])))
+        pretrained = osp.join(pretrain_dir, BACKBONE_FILE)
+
+    for seed in seeds:
+        common = suite.common_config(seed, pretrained=pretrained)
+        jobs = [(task, 'reference') for task in suite.tasks
+                if suite.references == SINGLE_TASK]
+        jobs += [(name, 'member') for name in suite.members]
+        for order, (key, kind) in enumerate(jobs):
+            reference = kind == 'reference'
+            name = f'{SINGLE_TASK}_{key}' if reference else key
+            run = Run(name, kind, seed, order, osp.join(work_dir, name, f'seed_{seed}'),
+                      selected=not only or (SINGLE_TASK if reference else key) in only)
+            try:
+                run.cfg = (suite.run_config(REFERENCE_ADAPTER, seed, tasks=[key],
+                                            pretrained=pretrained) if reference
+                           else _member_config(suite, common, key, seed, pretrained))
+                run.diff = check_identical(common, run.cfg, run.label, reference)
+            except Exception as err:  # one member's bad config must not stop the others
+                run.cfg, run.error = None, one_line(err)
+            runs.append(run)
+    return runs
+
+
+def _member_config(suite: Suite, common: Config, name: str, seed: int,
+                   pretrained: Optional[str]) -> Config:
+    """A member's run config: the suite base with the member's adapter."""
+    spec = suite.members[name]
+    adapter = spec['adapter']
+    if spec['config']:
+        # The member's own config with everything the suite shares must equal the base but
+        # for its adapter, which is all a member contributes.
+        options = suite.shared_options(seed, pretrained=pretrained)
+        if adapter is not None:
+            options['model.adapter'] = copy.deepcopy(adapter)  # merged into the config's
+        source = load_config(spec['config'], options)
+        check_identical(common, source, f'member {name} ({spec["config"]})')
+        adapter = source.to_dict()['model']['adapter']
+    return suite.run_config(adapter, seed, pretrained=pretrained)
 
 
 # --------------------------------------------------------- identical pipelines

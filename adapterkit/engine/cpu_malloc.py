@@ -17,6 +17,8 @@ import ctypes
 import os
 from typing import Optional
 
+from ..errors import ConfigError
+
 ENV = 'ADAPTERKIT_CPU_MALLOC'
 MODES = ('retain', 'system')
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -33,7 +35,7 @@ def configure_cpu_malloc(mode: Optional[str] = None) -> str:
         return _applied
     mode = mode or os.environ.get(ENV) or 'retain'
     if mode not in MODES:
-        raise ValueError(f'{ENV} must be one of {MODES}, got {mode!r}')
+        raise ConfigError(f'{ENV} must be one of {MODES}, got {mode!r}', option=ENV)
     if mode == 'retain':
         try:
             mallopt = ctypes.CDLL(None).mallopt

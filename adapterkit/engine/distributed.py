@@ -13,11 +13,8 @@ import torch.distributed as dist
 from mmengine.dist import is_distributed
 from mmengine.hooks import Hook
 
+from ..errors import LaunchError
 from ..registry import FUNCTIONS, HOOKS
-
-
-class LaunchError(ValueError):
-    """A launch setting that this machine or installation cannot honour."""
 
 
 def strategy_type(cfg) -> str:

@@ -1,13 +1,20 @@
 """Hooks adapterkit adds to mmengine's Runner."""
-import json
 import os
 import os.path as osp
+import time
 
 import cv2
 import numpy as np
+import torch
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 
+from ..fileio import write_json
 from ..registry import HOOKS
+from .bench import peak_memory, reset_peak_memory
+from .compare_report import duration_text
+
+STATS_KEY = 'adapterkit_train_stats'  # a run's training figures, in its checkpoints' meta
 
 # 21 distinct colours (VOC palette) for class maps; class 255 (ignore) is drawn white.
 _PALETTE = np.array([[(i >> 0 & 1) << 7 | (i >> 3 & 1) << 6 | (i >> 6 & 1) << 5,
@@ -63,19 +70,64 @@ class SaveMetricsHook(Hook):
         self.filename = filename
 
     def _dump(self, runner, metrics, split):
-        from mmengine.dist import is_main_process
         if not metrics or not is_main_process():
             return
         path = osp.join(runner.work_dir, self.filename)
         record = dict(split=split, iter=runner.iter, epoch=runner.epoch,
                       metrics={k: float(v) for k, v in metrics.items()})
-        tmp = f'{path}.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, path)
+        write_json(path, record)
 
     def after_val_epoch(self, runner, metrics=None):
         self._dump(runner, metrics, 'val')
 
     def after_test_epoch(self, runner, metrics=None):
         self._dump(runner, metrics, 'test')
+
+
+@HOOKS.register_module()
+class RunMonitorHook(Hook):
+    """Training wall time (validation excluded), images seen and peak memory of a run,
+    carried in its checkpoints' meta (``STATS_KEY``) so that a resumed run adds up; and a
+    progress line at every ``1 / lines`` of the run (``adapterkit compare`` adds it to every
+    run it trains)."""
+
+    def __init__(self, lines: int = 5):
+        self.lines = lines
+        self.stats = dict(time_s=0.0, images=0, iters=0, peak_memory_mb=0.0)
+        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        self._start = None  # (time, iteration) at which this session started training
+        self._last = None  # end of the previous iteration (or of a validation)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self.stats.update(checkpoint.get('meta', {}).get(STATS_KEY) or {})
+
+    def before_train(self, runner):
+        reset_peak_memory(self.device)
+        self._start = (time.perf_counter(), runner.iter)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if self._last is None:
+            self._last = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        now = time.perf_counter()
+        self.stats['time_s'] += now - self._last
+        self._last = now
+        self.stats['images'] += len(data_batch['inputs']) * get_world_size()
+        self.stats['iters'] += 1
+        step = max(1, runner.max_iters // self.lines)
+        if runner.iter + 1 == runner.max_iters or (runner.iter + 1) % step == 0:
+            start, first = self._start
+            per_iter = (now - start) / (runner.iter + 1 - first)
+            left = per_iter * (runner.max_iters - runner.iter - 1)
+            loss = float(outputs['loss'].detach()) if 'loss' in (outputs or {}) else float('nan')
+            print(f'    iter {runner.iter + 1}/{runner.max_iters}  loss {loss:.3f}  '
+                  f'{per_iter:.2f} s/iter  eta {duration_text(left)}', flush=True)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._last = time.perf_counter()  # validation is not training time
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        peak = peak_memory(self.device)[0] / 2**20
+        self.stats['peak_memory_mb'] = round(max(self.stats['peak_memory_mb'], peak), 1)
+        checkpoint.setdefault('meta', {})[STATS_KEY] = dict(self.stats)

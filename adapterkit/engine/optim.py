@@ -3,6 +3,8 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.optim import OptimWrapper
+
+from ..errors import LaunchError
 from ..registry import OPTIM_WRAPPERS
 
 
@@ -43,8 +45,8 @@ def amp_optim_wrapper(cfg: dict, device: str) -> dict:
     ``amp_dtype``): bf16 autocast, or fp16 with loss scaling."""
     cfg = dict(cfg)
     if cfg.get('type') == 'DeepSpeedOptimWrapper':
-        raise ValueError('--amp does not apply to DeepSpeed: its strategy sets the precision '
-                         '(bf16=dict(enabled=True) or fp16=dict(enabled=True))')
+        raise LaunchError('--amp does not apply to DeepSpeed: its strategy sets the precision '
+                          '(bf16=dict(enabled=True) or fp16=dict(enabled=True))', option='--amp')
     if amp_dtype(device) == torch.float16:
         cfg.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
     else:

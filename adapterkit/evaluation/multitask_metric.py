@@ -3,6 +3,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 
+from ..errors import ConfigError, UnknownNameError
 from ..registry import METRICS
 from ..tasks.base import build_tasks
 
@@ -17,9 +18,10 @@ def delta_m(values: Mapping[str, float], references: Mapping[str, float],
     total = 0.0
     for task, value in values.items():
         if task not in references:
-            raise ValueError(f'delta_m: no reference value for task {task!r}')
+            raise ConfigError(f'delta_m: no reference value for task {task!r}', task=task)
         if task not in higher_is_better:
-            raise ValueError(f'delta_m: direction (higher_is_better) unknown for task {task!r}')
+            raise ConfigError(f'delta_m: direction (higher_is_better) unknown for task {task!r}',
+                              task=task)
         reference = references[task]
         sign = 1.0 if higher_is_better[task] else -1.0
         total += sign * (value - reference) / reference * 100
@@ -50,7 +52,8 @@ class MultiTaskMetric(BaseMetric):
         if references is not None:
             missing = [name for name in self.tasks if name not in references]
             if missing:
-                raise ValueError(f'MultiTaskMetric: no reference value for task(s) {missing}')
+                raise ConfigError(f'MultiTaskMetric: no reference value for task(s) {missing}',
+                                  key='references')
             self.references = {name: float(references[name]) for name in self.tasks}
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -59,7 +62,8 @@ class MultiTaskMetric(BaseMetric):
             for name, task in self.tasks.items():
                 for part in ('pred', 'gt'):
                     if name not in sample[part]:
-                        raise KeyError(f'task {name!r} missing from the sample\'s {part!r}')
+                        raise UnknownNameError(
+                            f"task {name!r} missing from the sample's {part!r}", task=name)
                 stats[name] = task.process(sample['pred'][name], sample['gt'][name])
             self.results.append(stats)
 

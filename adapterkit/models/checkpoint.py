@@ -24,7 +24,6 @@ config it belongs to (with the ``--cfg-options`` it was used with).
 
 Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
 """
-import os
 import os.path as osp
 from typing import Dict, Optional
 
@@ -32,6 +31,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..errors import CheckpointError, ConfigError, MissingFileError
+from ..fileio import atomic_write
 
 FORMAT_KEY = 'adapterkit_format'
 ADAPTER_ONLY = 'adapter-only'
@@ -85,14 +87,15 @@ def save_merged(model: nn.Module, path: str, config_text: str = '') -> None:
 def read_metadata(path: str) -> Dict[str, str]:
     """The metadata of an adapterkit safetensors file (format and config text)."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise MissingFileError(f'checkpoint not found: {path}', file=path)
     try:
         with safe_open(path, framework='pt') as f:
             metadata = f.metadata() or {}
     except Exception as err:  # safetensors reports a malformed file with its own error type
-        raise ValueError(f'{path}: not a safetensors file ({err})') from None
+        raise CheckpointError(f'{path}: not a safetensors file ({err})', file=path) from None
     if FORMAT_KEY not in metadata:
-        raise ValueError(f'{path}: not an adapterkit export (no {FORMAT_KEY!r} in its metadata)')
+        raise CheckpointError(f'{path}: not an adapterkit export (no {FORMAT_KEY!r} in its '
+                              'metadata)', file=path)
     return metadata
 
 
@@ -101,7 +104,8 @@ def load_adapter(model: nn.Module, path: str) -> None:
     pretrained backbone first, then the adapter-only state on top of it."""
     metadata = read_metadata(path)
     if metadata[FORMAT_KEY] != ADAPTER_ONLY:
-        raise ValueError(f'{path}: a {metadata[FORMAT_KEY]} export, not an adapter-only file')
+        raise CheckpointError(f'{path}: a {metadata[FORMAT_KEY]} export, not an adapter-only file',
+                              file=path)
     pretrained = _pretrained_file(model)
     state = load_file(path, device='cpu')
     check_keys(path, state, adapter_state_dict(model))
@@ -116,7 +120,7 @@ def load_weights(model: nn.Module, path: str) -> None:
         return
     from ..compat import load_checkpoint_file
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise MissingFileError(f'checkpoint not found: {path}', file=path)
     checkpoint = load_checkpoint_file(path, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint)
     check_keys(path, state, model.state_dict())
@@ -127,8 +131,9 @@ def load_weights(model: nn.Module, path: str) -> None:
 def _pretrained_file(model: nn.Module) -> str:
     pretrained = getattr(model.backbone, 'pretrained', None)
     if not pretrained:
-        raise ValueError('an adapter-only checkpoint sits on the pretrained backbone, but '
-                         'model.backbone.pretrained is not set in the config')
+        raise ConfigError('an adapter-only checkpoint sits on the pretrained backbone, but '
+                          'model.backbone.pretrained is not set in the config',
+                          key='model.backbone.pretrained')
     return pretrained
 
 
@@ -148,21 +153,15 @@ def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, to
         problems.append(f'{len(mismatched)} shape mismatches (file vs model): ' + ', '.join(
             f'{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}' for k in mismatched[:5]))
     if problems:
-        raise ValueError(f'{path}: does not fit {target}: ' + '; '.join(problems))
+        raise CheckpointError(f'{path}: does not fit {target}: ' + '; '.join(problems), file=path)
 
 
 def _write(state: Dict[str, torch.Tensor], path: str, kind: str,
            config_text: Optional[str]) -> None:
-    """Write atomically: a crash leaves no half-written file under ``path``."""
+    """Write atomically (``fileio``): a crash leaves no half-written file under ``path``."""
     if not path.endswith('.safetensors'):
-        raise ValueError(f'{path}: an export is a .safetensors file; name it *.safetensors')
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    partial = path + '.partial'
+        raise CheckpointError(f'{path}: an export is a .safetensors file; name it *.safetensors',
+                              file=path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    try:
-        save_file(tensors, partial, metadata={FORMAT_KEY: kind, 'config': config_text or ''})
-        os.replace(partial, path)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+    metadata = {FORMAT_KEY: kind, 'config': config_text or ''}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

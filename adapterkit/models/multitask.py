@@ -5,6 +5,7 @@ the input size -> tasks[task].loss / decode. Strategies (adapters) change only t
 backbone; heads never know which strategy is active.
 """
 import copy
+import inspect
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -13,10 +14,10 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from ..adapters.base import AdapterStrategy
-from ..adapters.mtlora_convert import convert_on_load
+from ..errors import ConfigError, StrategyError, UnknownNameError
+from ..layers.projected_map import materialize
 from ..registry import ADAPTERS, MODELS
 from ..tasks.base import build_tasks
-from .projected_map import materialize
 
 ConfigType = Union[dict, None]
 
@@ -27,7 +28,46 @@ def build_adapters(adapter: Union[dict, List[dict], None]) -> List[AdapterStrate
         adapter = [dict(type='Full')]
     elif isinstance(adapter, (dict, AdapterStrategy)):
         adapter = [adapter]
-    return [a if isinstance(a, AdapterStrategy) else ADAPTERS.build(a) for a in adapter]
+    return [a if isinstance(a, AdapterStrategy) else build_strategy(a) for a in adapter]
+
+
+def build_strategy(cfg: dict) -> AdapterStrategy:
+    """Build one strategy config from ``ADAPTERS`` (built-in or a plugin's). Its type and
+    options are checked against the strategy class first, so that an unknown type or a
+    misspelled option is one line naming it, the strategy and what it accepts (Python's
+    own error would be a TypeError deep in a traceback)."""
+    kind = cfg.get('type')
+    cls = kind if isinstance(kind, type) else ADAPTERS.get(kind) if kind else None
+    if cls is None:
+        raise UnknownNameError(f'adapter: unknown strategy {kind!r} (strategies: '
+                               f'{", ".join(sorted(ADAPTERS.module_dict))})',
+                               strategy=kind, key='model.adapter')
+    accepted = accepted_options(cls)
+    unknown = [key for key in cfg if key != 'type' and accepted is not None
+               and key not in accepted]
+    if unknown:
+        raise StrategyError(f'{cls.__name__}: unknown option {unknown[0]!r} (options: '
+                            f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
+                            option=unknown[0])
+    return ADAPTERS.build(cfg)
+
+
+def accepted_options(cls: type) -> Optional[List[str]]:
+    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
+    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
+    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
+    are then added; None where no class up the chain closes the list (any option may be
+    meant)."""
+    accepted = []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass) or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        accepted += [p.name for p in parameters if p.name not in accepted
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return accepted
+    return None
 
 
 @MODELS.register_module()
@@ -67,8 +107,8 @@ class MultiTaskModel(BaseModel):
         heads = heads or {}
         unknown = set(heads) - set(self.tasks)
         if unknown:
-            raise KeyError(f'heads: no such task {sorted(unknown)[0]!r}; '
-                           f'tasks are {list(self.tasks)}')
+            raise UnknownNameError(f'heads: no such task {sorted(unknown)[0]!r}; '
+                                   f'tasks are {list(self.tasks)}', task=sorted(unknown)[0])
         self.heads = nn.ModuleDict()
         for name, task in self.tasks.items():
             cfg = copy.deepcopy(heads.get(name, head))
@@ -81,8 +121,7 @@ class MultiTaskModel(BaseModel):
         self.adapters = build_adapters(adapter)
         self.backbone.requires_grad_(False)
         for strategy in self.adapters:
-            strategy.apply(self)
-            strategy.train_extra_parts(self)
+            strategy.adapt(self)
         self.heads.requires_grad_(train_heads)
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -94,8 +133,9 @@ class MultiTaskModel(BaseModel):
             options = {} if torch_compile is True else dict(torch_compile)
             for module in (self.backbone, *self.heads.values()):
                 module.compile(**options)
-        # Released MTLoRA checkpoints load as they are (converted on the way in).
-        self.register_load_state_dict_pre_hook(convert_on_load)
+        # A strategy may read checkpoints of its method's own layout (converted on the way
+        # in: AdapterStrategy.convert_state_dict).
+        self.register_load_state_dict_pre_hook(_convert_on_load)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
@@ -147,8 +187,9 @@ class MultiTaskModel(BaseModel):
         gt = (data_samples or {}).get('gt') or {}
         missing = [name for name in self.tasks if name not in gt]
         if missing:
-            raise KeyError(f'no ground truth for task {missing[0]!r} in the batch: does the '
-                           f'dataset load it (dataset tasks must include every model task)?')
+            raise ConfigError(f'no ground truth for task {missing[0]!r} in the batch: does the '
+                              f'dataset load it (dataset tasks must include every model task)?',
+                              task=missing[0])
         return gt
 
     # ----------------------------------------------------------- adapters
@@ -164,3 +205,20 @@ class MultiTaskModel(BaseModel):
         """Undo ``merge_adapters`` (exact to fp32 rounding)."""
         for strategy in reversed(self.adapters):
             strategy.unmerge(self)
+
+
+def _convert_on_load(model: MultiTaskModel, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook: the model's part of ``state_dict`` goes through every
+    strategy's ``convert_state_dict`` in order, and is replaced in place where one
+    converted it."""
+    mine = {key[len(prefix):]: value for key, value in state_dict.items()
+            if isinstance(key, str) and key.startswith(prefix)}
+    state = mine
+    for strategy in model.adapters:
+        converted = strategy.convert_state_dict(state)
+        state = state if converted is None else converted
+    if state is mine:
+        return
+    for key in mine:
+        del state_dict[prefix + key]
+    state_dict.update({prefix + key: value for key, value in state.items()})

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError, UnknownNameError
 from ..registry import TASKS
 
 
@@ -167,13 +168,13 @@ def build_tasks(tasks) -> Dict[str, 'Task']:
             cfg = dict(task or {})
             cfg.setdefault('type', key)
             if TASKS.get(cfg['type']) is None:
-                raise KeyError(f"unknown task {cfg['type']!r} (tasks.{key}); known tasks: "
-                               f"{', '.join(sorted(TASKS.module_dict))}")
+                raise UnknownNameError(f"unknown task {cfg['type']!r} (tasks.{key}); known tasks: "
+                                       f"{', '.join(sorted(TASKS.module_dict))}", task=key)
             task = TASKS.build(cfg)
         if task.name != key:
-            raise ValueError(f'tasks.{key}: builds task {task.name!r}; the key must be the '
-                             'task name')
+            raise ConfigError(f'tasks.{key}: builds task {task.name!r}; the key must be the '
+                              'task name', task=key)
         built[key] = task
     if not built:
-        raise ValueError('no tasks given (tasks is empty)')
+        raise ConfigError('no tasks given (tasks is empty)', key='model.tasks')
     return built

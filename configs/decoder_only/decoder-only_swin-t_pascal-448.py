@@ -1,4 +1,5 @@
-# MTL decoders only: the pretrained Swin-T stays frozen, the four heads train (1,946,624).
+# MTL decoders only: the pretrained Swin-T stays frozen, the four HRNet heads train;
+# 1,946,624 trainable.
 _base_ = [
     '../_base_/models/swin-t_hrnet-head.py',
     '../_base_/datasets/pascal_mt-448.py',

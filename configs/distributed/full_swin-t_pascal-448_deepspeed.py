@@ -1,5 +1,6 @@
 # MTL full fine-tuning of Swin-T on PASCAL-MT at 448 with DeepSpeed ZeRO-2: mmengine's
-# DeepSpeedStrategy on its FlexibleRunner. Needs CUDA GPUs and `pip install deepspeed`.
+# DeepSpeedStrategy on its FlexibleRunner; 29,464,442 trainable, as in full/. Needs CUDA GPUs
+# and `pip install deepspeed`.
 #   torchrun --nproc_per_node 8 -m adapterkit train \
 #       configs/distributed/full_swin-t_pascal-448_deepspeed.py --launcher pytorch
 # Precision and clipping belong to DeepSpeed here (bf16, gradient_clipping), not to --amp.

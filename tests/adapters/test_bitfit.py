@@ -15,11 +15,3 @@ def test_bitfit_on_swin_t_trains_exactly_its_51456_biases():
     trainable = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in model.backbone.named_parameters() if n.endswith('.bias')}
     assert all(p.requires_grad for p in model.heads.parameters())
-
-
-def test_bitfit_merge_is_a_no_op(tiny_model):
-    model = tiny_model(dict(type='BitFit'))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.merge_adapters()
-    model.unmerge_adapters()
-    assert all(v.equal(before[k]) for k, v in model.state_dict().items())

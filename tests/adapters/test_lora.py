@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import pytest
 import timm
 import torch
-from mmengine.optim import build_optim_wrapper
 from tolerance import assert_identity
 from torch import nn
 
@@ -146,23 +145,3 @@ def test_conv_lora_on_patch_embed_merges_exactly(tiny_model):
             assert_identity(value, before[key], key)
         else:
             assert torch.equal(value, before[key]), key
-
-
-def test_frozen_weights_stay_bit_identical_after_optimizer_steps(tiny_model):
-    torch.manual_seed(0)
-    model = tiny_model(dict(type='LoRA', targets=BLOCK_LINEARS, rank=2))
-    optim = build_optim_wrapper(model, dict(
-        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05)))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.randn(2, 3, 64, 64)
-    for _ in range(2):
-        logits = model(x)
-        optim.update_params(sum(v.square().mean() for v in logits.values()))
-    after = model.state_dict()
-    frozen = 'backbone.layers.0.blocks.0.attn.qkv.weight'
-    assert torch.equal(after[frozen], before[frozen])
-    for name, param in model.named_parameters():
-        changed = not torch.equal(after[name], before[name])
-        assert changed == param.requires_grad, name
-    assert not torch.equal(after[frozen.replace('weight', 'lora_B')],
-                           before[frozen.replace('weight', 'lora_B')])

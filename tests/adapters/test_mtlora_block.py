@@ -303,7 +303,7 @@ def test_shared_block_equals_timm_block(resolution, shift):
 def test_heads_reading_projected_merges_train_exactly_as_on_the_merged_maps():
     """The task streams' merges reach HRNetHead as ProjectedMap (reduction and downsampler
     multiplied first): the same logits and gradients as from the merged maps themselves."""
-    from adapterkit.models.projected_map import ProjectedMap
+    from adapterkit.layers.projected_map import ProjectedMap
 
     def run(projected):
         model = mini_model('matrix', dropout=0.3).train()

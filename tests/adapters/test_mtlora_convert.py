@@ -10,7 +10,7 @@ import torch
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
 
-from adapterkit.adapters.mtlora_convert import convert_checkpoint, read_reference_checkpoint
+from adapterkit.adapters.mtlora.convert import convert_checkpoint, read_reference_checkpoint
 from adapterkit.cli import main
 from adapterkit.registry import MODELS
 

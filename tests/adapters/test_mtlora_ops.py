@@ -1,7 +1,7 @@
-"""The task-stream products of MTLoRA (adapters/mtlora_ops.py) against autograd on the plain
-formulas: gradcheck in float64, and float32 shapes that span several row blocks, through
-both the PyTorch ops and the fused C kernel of the task MLPs, each within the rounding
-bound of its float32 computation (tests/tolerance.py)."""
+"""The task-stream products of MTLoRA (layers/task_lowrank.py, adapters/mtlora/ops.py)
+against autograd on the plain formulas: gradcheck in float64, and float32 shapes that span
+several row blocks, through both the PyTorch ops and the fused C kernel of the task MLPs,
+each within the rounding bound of its float32 computation (tests/tolerance.py)."""
 import math
 
 import adapterkit  # noqa: F401
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from tolerance import Bounded, unit_roundoff
 
-from adapterkit.adapters.mtlora_ops import (_row_blocks, _TaskMLPKernel, task_down,
-                                            task_hidden_down, task_up)
+from adapterkit.adapters.mtlora.ops import _row_blocks, _TaskMLPKernel, task_hidden_down
+from adapterkit.layers.task_lowrank import task_down, task_up
 
 T, M, RANK, IN, OUT = 3, 7, 2, 5, 4
 

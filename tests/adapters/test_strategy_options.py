@@ -1,4 +1,5 @@
-"""What every strategy shares: the `trainable` option and composition."""
+"""The `trainable` option every strategy shares (its aliases, and what it adds to a
+strategy's own set); tests/adapters/test_contract.py checks the rest for every strategy."""
 import re
 
 import pytest
@@ -37,18 +38,28 @@ def test_trainable_patterns_add_to_the_strategy_own_set(tiny_model):
     assert set(model.adapters[0].trainable_state_dict(model)) == trainable(model)
 
 
-def test_a_trainable_pattern_that_matches_nothing_is_an_error(tiny_model):
-    with pytest.raises(ValueError, match=r"BitFit: trainable pattern 'norm' matches no "
-                                         r'backbone parameter'):
-        tiny_model(dict(type='BitFit', trainable=['norms', 'norm']))
+def test_a_strategy_converts_a_checkpoint_of_its_own_layout_when_the_model_loads_it(tiny_model):
+    import torch
 
+    from adapterkit.adapters import BitFit
 
-def test_composition_trains_the_union_in_either_order(tiny_model):
-    lora = trainable(tiny_model(dict(type='LoRA', rank=2)))
-    bitfit = trainable(tiny_model(dict(type='BitFit')))
-    assert lora and bitfit and not lora & bitfit
-    for order in ([dict(type='LoRA', rank=2), dict(type='BitFit')],
-                  [dict(type='BitFit'), dict(type='LoRA', rank=2)]):
-        model = tiny_model(order)
-        assert trainable(model) == lora | bitfit
-        assert [type(s).__name__ for s in model.adapters] == [a['type'] for a in order]
+    class Renamed(BitFit):  # a method whose reference code names the backbone 'encoder.'
+        def convert_state_dict(self, state_dict):
+            if not any(key.startswith('encoder.') for key in state_dict):
+                return None
+            return {('backbone.' + key[len('encoder.'):]) if key.startswith('encoder.')
+                    else key: value for key, value in state_dict.items()}
+
+    trained = tiny_model(dict(type='BitFit'))
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    foreign = {key.replace('backbone.', 'encoder.', 1): value
+               for key, value in trained.state_dict().items()}
+    model = tiny_model([Renamed()])
+    model.load_state_dict(foreign)  # strict: every key arrived converted
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    model.load_state_dict(trained.state_dict())  # its own layout: left as it is
+    with pytest.raises(RuntimeError, match='encoder'):  # no strategy claims it: refused
+        tiny_model(dict(type='BitFit')).load_state_dict(foreign)

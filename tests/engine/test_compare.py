@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from adapterkit.cli import DEMO_SUITE, main
-from adapterkit.engine import compare
-from adapterkit.engine.compare import plan, report_from_dirs, run_compare
+from adapterkit.engine import hooks
+from adapterkit.engine.compare import report_from_dirs, run_compare
 from adapterkit.engine.compare_suite import (SuiteError, config_diff, load_suite,
-                                             outside_allowed)
+                                             outside_allowed, plan)
 from adapterkit.engine.compare_report import (REPORT_FILES, build_report, mean_std,
                                               pareto_figure, pareto_front, tasks_figure,
                                               write_report)
@@ -426,7 +426,7 @@ def test_an_interrupted_member_resumes_and_completes(tmp_path, monkeypatch, caps
                         data=data(tmp_path / 'data'), references=dict(sal=50.0, normals=30.0),
                         members=dict(full=QUICKSTART))
     run_dir = tmp_path / 'work' / 'full' / 'seed_0'
-    original = compare.RunMonitorHook.after_train_iter
+    original = hooks.RunMonitorHook.after_train_iter
 
     def killed_in_the_second_iteration(self, runner, batch_idx, data_batch=None,
                                        outputs=None):
@@ -434,13 +434,13 @@ def test_an_interrupted_member_resumes_and_completes(tmp_path, monkeypatch, caps
             raise RuntimeError('simulated kill')
         original(self, runner, batch_idx, data_batch, outputs)
 
-    monkeypatch.setattr(compare.RunMonitorHook, 'after_train_iter',
+    monkeypatch.setattr(hooks.RunMonitorHook, 'after_train_iter',
                         killed_in_the_second_iteration)
     first = run_compare(suite, str(tmp_path / 'work'))
     assert first['methods'][0]['notes'] == ['seed 0: RuntimeError: simulated kill']
     assert (run_dir / 'iter_1.pth').is_file() and not (run_dir / 'iter_2.pth').exists()
 
-    monkeypatch.setattr(compare.RunMonitorHook, 'after_train_iter', original)
+    monkeypatch.setattr(hooks.RunMonitorHook, 'after_train_iter', original)
     second = run_compare(suite, str(tmp_path / 'work'))
     assert 'resuming from iter_1.pth' in capsys.readouterr().out
     row = second['methods'][0]

@@ -17,9 +17,10 @@ from timm.models import checkpoint_seq
 from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoint_filter_fn
 
 from adapterkit.compat import load_checkpoint_file
+from adapterkit.errors import ConfigError, MissingFileError, UnknownNameError
 from adapterkit.models.checkpoint import check_keys
-from adapterkit.models.projected_map import ProjectedMap
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.layers.projected_map import ProjectedMap
+from adapterkit.layers.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 # A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the
@@ -127,11 +128,11 @@ class SwinBackbone(BaseModule):
         model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0,
                                   drop_path_rate=drop_path_rate, **timm_kwargs)
         if not isinstance(model, SwinTransformer):
-            raise ValueError(f'SwinBackbone needs a timm Swin V1 model, got {arch!r} '
-                             f'({type(model).__name__})')
+            raise ConfigError(f'SwinBackbone needs a timm Swin V1 model, got {arch!r} '
+                              f'({type(model).__name__})', option='arch')
         if len(model.layers) != 4:
-            raise ValueError(f'SwinBackbone needs 4 stages, {arch!r} was built with '
-                             f'{len(model.layers)}')
+            raise ConfigError(f'SwinBackbone needs 4 stages, {arch!r} was built with '
+                              f'{len(model.layers)}', option='arch')
         # Keep timm's own modules at the top level so names stay timm's; head and final
         # norm are left behind with the throwaway model.
         self.patch_embed = model.patch_embed
@@ -194,8 +195,9 @@ class SwinBackbone(BaseModule):
             return {task: shared for task in tasks}
         unknown = [task for task in tasks if task not in self.stream_tasks]
         if unknown:
-            raise KeyError(f'SwinBackbone: no stream for task {unknown[0]!r}; the backbone '
-                           f'was adapted for {self.stream_tasks}')
+            raise UnknownNameError(f'SwinBackbone: no stream for task {unknown[0]!r}; the '
+                                   f'backbone was adapted for {self.stream_tasks}',
+                                   task=unknown[0])
         pyramids = {}
         for task in tasks:
             index = self.stream_tasks.index(task)
@@ -262,7 +264,7 @@ class SwinBackbone(BaseModule):
         """Load a local checkpoint strictly; one clear error line if it does not fit."""
         path = str(path)
         if not osp.isfile(path):
-            raise FileNotFoundError(f'pretrained checkpoint not found: {path}')
+            raise MissingFileError(f'pretrained checkpoint not found: {path}', file=path)
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
             raw = load_file(path, device='cpu')

@@ -4,8 +4,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from adapterkit.models.projected_map import ProjectedMap
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.errors import ConfigError
+from adapterkit.layers.projected_map import ProjectedMap
+from adapterkit.layers.recompute import recompute_in_backward
 from adapterkit.registry import MODELS
 
 
@@ -29,8 +30,8 @@ class HRNetHead(BaseModule):
     def __init__(self, in_channels, num_outputs, channels=(18, 36, 72, 144), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != len(channels):
-            raise ValueError(f'HRNetHead: {len(in_channels)} in_channels for '
-                             f'{len(channels)} channels')
+            raise ConfigError(f'HRNetHead: {len(in_channels)} in_channels for '
+                              f'{len(channels)} channels', option='in_channels')
         self.downsample = nn.ModuleList(
             nn.Conv2d(cin, cout, kernel_size=1, bias=False)
             for cin, cout in zip(in_channels, channels))

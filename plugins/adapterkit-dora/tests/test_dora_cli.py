@@ -33,8 +33,8 @@ def test_trains_from_its_shipped_config_and_merges(tmp_path):
     state = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
     model.load_state_dict(state['state_dict'])
     model.double().eval()  # merged against unmerged in float64 (tests/tolerance.py)
-    lora_b = model.backbone.layers[0].blocks[0].attn.qkv.lora_B
-    assert torch.count_nonzero(lora_b) > 0  # two steps moved B away from zero
+    dora_b = model.backbone.layers[0].blocks[0].attn.qkv.dora_B
+    assert torch.count_nonzero(dora_b) > 0  # two steps moved B away from zero
 
     x = torch.randn(2, 3, 128, 128, dtype=torch.float64)
     with torch.no_grad():

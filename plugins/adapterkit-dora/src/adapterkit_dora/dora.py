@@ -9,25 +9,28 @@ on its own:
 with ||V|| the L2 norm of every output unit's row (over the input dimension) and m one
 scalar per output unit. m starts at ||W|| and B at zero, so an adapted network starts
 exactly as the pretrained one; A starts kaiming-uniform, as in LoRA.
+
+The parameters it adds are ``dora_A``, ``dora_B`` and ``dora_magnitude`` (its prefix
+``dora_``, which no other strategy uses). It is built from adapterkit's public API only:
+``AdapterStrategy`` and its helpers ``match_modules`` and ``mark_trainable``.
 """
 import math
-import re
 from typing import List, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapterkit.adapters import AdapterStrategy
-
-# Every linear layer of every Swin block (timm names): attention qkv/proj and the MLP.
-BLOCK_LINEARS = r'layers\.\d+\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.fc[12])'
+from adapterkit.adapters import SWIN_BLOCK_LINEARS, AdapterStrategy
+from adapterkit.errors import StrategyError
 
 
 class DoRALinear(nn.Module):
     """An ``nn.Linear`` with DoRA. ``weight`` and ``bias`` are the wrapped layer's own
-    (frozen) parameters under their own names; ``lora_A``, ``lora_B`` and ``magnitude``
-    are added."""
+    (frozen) parameters under their own names; ``dora_A``, ``dora_B`` and
+    ``dora_magnitude`` are added."""
+
+    trained = ('dora_A', 'dora_B', 'dora_magnitude')
 
     def __init__(self, base: nn.Linear, rank: int, scale: float):
         super().__init__()
@@ -36,10 +39,10 @@ class DoRALinear(nn.Module):
         self.register_parameter('weight', base.weight)
         self.register_parameter('bias', base.bias)
         like = dict(device=base.weight.device, dtype=base.weight.dtype)
-        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **like))
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **like))
-        self.magnitude = nn.Parameter(self.weight.detach().norm(dim=1))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dora_A = nn.Parameter(torch.empty(rank, self.in_features, **like))
+        self.dora_B = nn.Parameter(torch.zeros(self.out_features, rank, **like))
+        self.dora_magnitude = nn.Parameter(self.weight.detach().norm(dim=1))
+        nn.init.kaiming_uniform_(self.dora_A, a=math.sqrt(5))
         self.merged_norm = None  # ||V|| when merged: unmerge needs it to recover W exactly
 
     @property
@@ -48,14 +51,14 @@ class DoRALinear(nn.Module):
 
     def _direction(self):
         """V = W + s * B @ A and its row norms."""
-        v = self.weight + self.scale * (self.lora_B @ self.lora_A)
+        v = self.weight + self.scale * (self.dora_B @ self.dora_A)
         return v, v.norm(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return F.linear(x, self.weight, self.bias)
         v, norm = self._direction()
-        return F.linear(x, self.magnitude[:, None] * v / norm, self.bias)
+        return F.linear(x, self.dora_magnitude[:, None] * v / norm, self.bias)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -63,7 +66,7 @@ class DoRALinear(nn.Module):
         if self.merged:
             return
         v, norm = self._direction()
-        self.weight.copy_(self.magnitude[:, None] * v / norm)
+        self.weight.copy_(self.dora_magnitude[:, None] * v / norm)
         self.merged_norm = norm
 
     @torch.no_grad()
@@ -71,21 +74,21 @@ class DoRALinear(nn.Module):
         """Restore W: V = W' * ||V|| / m, W = V - s * B @ A."""
         if not self.merged:
             return
-        v = self.weight * self.merged_norm / self.magnitude[:, None]
-        self.weight.copy_(v - self.scale * (self.lora_B @ self.lora_A))
+        v = self.weight * self.merged_norm / self.dora_magnitude[:, None]
+        self.weight.copy_(v - self.scale * (self.dora_B @ self.dora_A))
         self.merged_norm = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         # A pretrained file (loaded after injection) replaces W without a magnitude:
         # start m again at the new ||W||, so step 0 is still the pretrained network.
-        if prefix + 'weight' in state_dict and prefix + 'magnitude' not in state_dict:
+        if prefix + 'weight' in state_dict and prefix + 'dora_magnitude' not in state_dict:
             with torch.no_grad():
-                self.magnitude.copy_(self.weight.norm(dim=1))
+                self.dora_magnitude.copy_(self.weight.norm(dim=1))
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_features}, out_features={self.out_features}, '
-                f'rank={self.lora_A.shape[0]}, scale={self.scale:g}')
+                f'rank={self.dora_A.shape[0]}, scale={self.scale:g}')
 
 
 class DoRA(AdapterStrategy):
@@ -93,17 +96,21 @@ class DoRA(AdapterStrategy):
 
     Args:
         targets: regular expressions over backbone module names (timm's names, e.g.
-            ``layers.0.blocks.1.attn.qkv``); default: every linear layer of every block.
+            ``layers.0.blocks.1.attn.qkv``); default: every linear layer of every block
+            (adapterkit's ``SWIN_BLOCK_LINEARS``).
         rank: rank of the low-rank direction update.
         alpha: the update is scaled by ``alpha / rank``.
         **options: the options every adapterkit strategy shares (see ``AdapterStrategy``).
     """
 
-    def __init__(self, targets: Union[str, Sequence[str]] = BLOCK_LINEARS, rank: int = 4,
+    prefixes = ('dora_',)
+
+    def __init__(self, targets: Union[str, Sequence[str]] = SWIN_BLOCK_LINEARS, rank: int = 4,
                  alpha: float = 4.0, **options):
         super().__init__(**options)
         if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f'DoRA: rank must be a positive integer, got {rank!r}')
+            raise StrategyError(f'DoRA: rank must be a positive integer, got {rank!r}',
+                                strategy='DoRA', option='rank')
         self.targets = [targets] if isinstance(targets, str) else list(targets)
         self.rank = rank
         self.scale = alpha / rank
@@ -111,22 +118,21 @@ class DoRA(AdapterStrategy):
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        modules = dict(backbone.named_modules())
-        patterns = [re.compile(t) for t in self.targets]
-        for pattern in patterns:
-            if not any(pattern.fullmatch(name) for name in modules):
-                raise ValueError(f"DoRA: target '{pattern.pattern}' matches no backbone module")
-        for name, module in modules.items():
-            if not any(pattern.fullmatch(name) for pattern in patterns):
-                continue
+        targets = self.match_modules(backbone, self.targets)  # every pattern must match
+        for name, module in targets.items():  # check every target before replacing any
+            if isinstance(module, DoRALinear):
+                raise StrategyError(f'DoRA: target {name} has DoRA already; apply DoRA once',
+                                    strategy='DoRA', option='targets')
             if type(module) is not nn.Linear:  # a subclass may compute something else
-                raise ValueError(f'DoRA: target {name} is a {type(module).__name__}; '
-                                 'DoRA adapts nn.Linear layers only')
+                raise StrategyError(f'DoRA: target {name} is a {type(module).__name__}; '
+                                    'DoRA adapts nn.Linear layers only',
+                                    strategy='DoRA', option='targets')
+        for name, module in targets.items():
             parent, _, attr = name.rpartition('.')
             setattr(backbone.get_submodule(parent), attr,
                     DoRALinear(module, self.rank, self.scale))
             self.layer_names.append(name)
-            self._train(backbone, [f'{name}.{p}' for p in ('lora_A', 'lora_B', 'magnitude')])
+            self.mark_trainable(backbone, [f'{name}.{p}' for p in DoRALinear.trained])
 
     def adapted_layers(self, model: nn.Module) -> List[DoRALinear]:
         return [model.backbone.get_submodule(name) for name in self.layer_names]

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 from tolerance import assert_identity
 
-from adapterkit.models.projected_map import ProjectedMap, materialize
+from adapterkit.layers.projected_map import ProjectedMap, materialize
 from adapterkit.registry import MODELS
 
 

@@ -1,16 +1,14 @@
-"""The batched products of MTLoRA's task streams, with hand-written backward passes.
+"""MTLoRA's task MLPs: from fc1's task low-rank term to fc2's without the hidden layer.
 
-T task streams of M rows each are stacked task-major, (T, M, features). A task's low-rank
-term is ``up_t (down_t u_t)`` with rank r (4 in the released configurations), and autograd's
-own gradients of these batched products are slow on CPU in two places: the gradient of
-``down`` multiplies (in, M) by (M, r) batches, 6x slower than the (r, M) by (M, in) used
-here, and products whose inner dimension is r run 2x faster as one GEMM per task than as
-one batched call. ``task_hidden_down`` also keeps the widest tensors of a task stream out of
-memory and in cache (see there). All three compute outside autocast, in the dtype their
-wrappers below cast to (autocast's where it is on, as for the frozen products).
-
-Shapes: base (M, out); inputs (T, M, in), or (M, in) read by every task; down (T, r, in);
-up (T, out, r); low (T, M, r).
+``task_hidden_down`` computes ``down2_t GELU(base + up1_t low1_t)`` for every task stream
+(shapes as in ``layers/task_lowrank.py``: base (M, hidden), low (T, M, r), up (T, hidden, r),
+down (T, r2, hidden)): the task streams of an MLP from fc1's low-rank term to fc2's, where
+the hidden layer is widest. It keeps that (T, M, hidden) layer out of memory (backward
+recomputes it) and in cache: on CPU with exact GELU the C kernel ``task_mlp.c`` computes it
+row by row, otherwise PyTorch ops do, on CPU in cache-sized blocks of rows. It computes
+outside autocast, in the dtype its wrapper casts to (autocast's where it is on, as for the
+frozen products). The other task products (``task_down``, ``task_up``) are general and live
+in ``layers/task_lowrank.py``.
 """
 import ctypes
 from pathlib import Path
@@ -19,80 +17,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .. import native
-
-
-def _no_autocast(tensor: torch.Tensor):
-    return torch.autocast(tensor.device.type, enabled=False)
-
-
-def _rank_major(up: torch.Tensor) -> torch.Tensor:
-    """``up`` (T, out, r) with the same values, stored rank-major: CPU BLAS multiplies
-    (M, out) by (out, r) 2.5-3x faster when that operand is the transpose of a contiguous
-    (r, out) than when it is a contiguous (out, r)."""
-    return up.transpose(1, 2).contiguous().transpose(1, 2)
-
-
-def _up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """``base + up_t low_t`` of every task: one GEMM per task into the output."""
-    out = base.new_empty(len(low), *base.shape)
-    for task in range(len(low)):
-        torch.addmm(base, low[task], up[task].t(), out=out[task])
-    return out
-
-
-class _TaskDown(torch.autograd.Function):
-    """low_t = down_t u_t."""
-
-    @staticmethod
-    def forward(ctx, inputs, down):
-        ctx.save_for_backward(inputs, down)
-        with _no_autocast(inputs):
-            if inputs.dim() == 3:
-                return torch.bmm(inputs, down.transpose(1, 2))
-            # one product against all tasks' down at once, then split by task
-            low = F.linear(inputs, down.flatten(0, 1)).view(len(inputs), len(down), -1)
-            return low.transpose(0, 1).contiguous()
-
-    @staticmethod
-    def backward(ctx, grad_low):
-        inputs, down = ctx.saved_tensors
-        count, rows, rank = grad_low.shape
-        grad_inputs = None
-        with _no_autocast(grad_low):
-            if inputs.dim() == 3:
-                grad_down = torch.bmm(grad_low.transpose(1, 2), inputs)
-                if ctx.needs_input_grad[0]:
-                    grad_inputs = inputs.new_empty(inputs.shape)
-                    for task in range(count):
-                        torch.mm(grad_low[task], down[task], out=grad_inputs[task])
-            else:
-                grad_down = (grad_low.transpose(1, 2).reshape(count * rank, rows) @ inputs
-                             ).view(count, rank, -1)
-                if ctx.needs_input_grad[0]:
-                    grad_inputs = (grad_low.transpose(0, 1).reshape(rows, count * rank)
-                                   @ down.flatten(0, 1))
-        return grad_inputs, grad_down
-
-
-class _TaskUp(torch.autograd.Function):
-    """base + up_t low_t."""
-
-    @staticmethod
-    def forward(ctx, base, low, up):
-        ctx.save_for_backward(low, up)
-        with _no_autocast(base):
-            return _up(base, low, up)
-
-    @staticmethod
-    def backward(ctx, grad):
-        low, up = ctx.saved_tensors
-        with _no_autocast(grad):
-            grad = grad.contiguous()
-            grad_base = grad.sum(0) if ctx.needs_input_grad[0] else None
-            grad_up = torch.bmm(low.transpose(1, 2), grad).transpose(1, 2)
-            return grad_base, torch.bmm(grad, _rank_major(up)), grad_up
-
+from ...layers import native
+from ...layers.task_lowrank import no_autocast, rank_major
 
 _BLOCK_BYTES = 2 << 20
 
@@ -108,13 +34,13 @@ def _row_blocks(base: torch.Tensor):
 
 class _TaskMLPKernel:
     """``_TaskHiddenDown`` on CPU with exact GELU, fused into one pass per row by the C
-    kernel ``mtlora_task_mlp.c``. It computes in float32 (bfloat16 and float16 operands, as
+    kernel ``task_mlp.c``. It computes in float32 (bfloat16 and float16 operands, as
     under autocast, are widened and the results narrowed again), and its rank is fixed at 4:
     smaller task ranks are zero-padded to it, which changes no product."""
 
     DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-    SOURCE = Path(__file__).with_name('mtlora_task_mlp.c')
+    SOURCE = Path(__file__).with_name('task_mlp.c')
 
     def __init__(self, library: ctypes.CDLL):
         self.library = library
@@ -179,7 +105,7 @@ class _TaskHiddenDown(torch.autograd.Function):
     def forward(ctx, base, low, up, down, approximate):
         ctx.save_for_backward(base, low, up, down)
         ctx.approximate = approximate
-        with _no_autocast(base):
+        with no_autocast(base):
             kernel = _TaskMLPKernel.get(base, low, approximate)
             if kernel is not None:
                 return kernel.forward(base, low, up, down)
@@ -195,7 +121,7 @@ class _TaskHiddenDown(torch.autograd.Function):
     def backward(ctx, grad_low2):
         base, low, up, down = ctx.saved_tensors
         approximate = ctx.approximate
-        with _no_autocast(grad_low2):
+        with no_autocast(grad_low2):
             kernel = _TaskMLPKernel.get(base, low, approximate)
             if kernel is not None:
                 return (*kernel.backward(base, low, up, down, grad_low2), None)
@@ -204,7 +130,7 @@ class _TaskHiddenDown(torch.autograd.Function):
             grad_low = torch.empty_like(low)
             grad_up_t = up.new_zeros(up.shape[0], up.shape[2], up.shape[1])  # (T, r, out)
             grad_down = torch.zeros_like(down)
-            up = _rank_major(up)
+            up = rank_major(up)
             for task in range(len(low)):
                 for rows in _row_blocks(base):
                     pre = torch.addmm(base[rows], low[task, rows], up[task].t())  # again
@@ -218,19 +144,6 @@ class _TaskHiddenDown(torch.autograd.Function):
                     torch.mm(grad_pre, up[task], out=grad_low[task, rows])
                     grad_up_t[task].addmm_(low[task, rows].t(), grad_pre)
         return grad_base, grad_low, grad_up_t.transpose(1, 2), grad_down, None
-
-
-def task_down(inputs: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
-    """``down_t u_t`` of every task, (T, M, r), in autocast's dtype where it is on."""
-    device = inputs.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) \
-        else inputs.dtype
-    return _TaskDown.apply(inputs.to(dtype), down.to(dtype))
-
-
-def task_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """``base + up_t low_t`` of every task, (T, M, out)."""
-    return _TaskUp.apply(base, low.to(base.dtype), up.to(base.dtype))
 
 
 def task_hidden_down(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor,

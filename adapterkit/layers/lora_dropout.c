@@ -6,7 +6,7 @@
    own elements independently. The hash is two rounds of MurmurHash3's 32-bit finalizer
    (full avalanche: each input bit flips each output bit with probability 1/2), vectorized
    by gcc. The elements are split across OpenMP threads (PyTorch's pool, see
-   mtlora_task_mlp.c). */
+   adapters/mtlora/task_mlp.c). */
 #include <stdint.h>
 
 static inline uint32_t finalize(uint32_t h) {

@@ -5,7 +5,7 @@ import pytest
 import torch
 from tolerance import assert_within, unit_roundoff
 
-from adapterkit.adapters.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
+from adapterkit.layers.dropout import LoRADropout, _DropoutKernel, bernoulli_positions
 
 
 @pytest.fixture

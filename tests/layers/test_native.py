@@ -1,11 +1,11 @@
-"""Building and loading C kernels (adapterkit/native.py): real compiles into a private cache."""
+"""Building and loading C kernels (layers/native.py): real compiles into a private cache."""
 import ctypes
 import platform
 import warnings
 
 import pytest
 
-from adapterkit import native
+from adapterkit.layers import native
 
 pytestmark = pytest.mark.usefixtures('c_compiler')
 

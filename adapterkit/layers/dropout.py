@@ -23,7 +23,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import nn
 
-from .. import native
+from . import native
 
 
 def bernoulli_positions(count: int, p: float, device=None) -> torch.Tensor:

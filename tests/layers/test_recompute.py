@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from tolerance import assert_identities
 
-from adapterkit.models.recompute import recompute_in_backward
+from adapterkit.layers.recompute import recompute_in_backward
 
 
 def test_recompute_in_backward_frees_the_tensor_and_redoes_it():

@@ -5,7 +5,7 @@ The last block of each stage also carries task-specific LoRA on attn.proj, mlp.f
 mlp.fc2, and from there on every task has its own stream: the stage's PatchMerging maps it to
 that task's decoder input, while the next stage continues from the shared stream only.
 
-The whole method is in this module:
+The layers, blocks and strategy are in this module (the folder's ``__init__`` maps the rest):
 
 - ``MTLoRALinear``: a frozen linear layer with the shared low-rank delta and, in a last block,
   one delta per task: the layer math of every ``shared_mode``, merging and unmerging.
@@ -19,15 +19,16 @@ task-major along the batch (T*B rows), so every norm, activation, drop path and 
 PatchMerging after the block runs once on all tasks, and nothing is ever concatenated. The
 frozen product ``W x + b`` of a layer is computed once, from the shared input; the task
 deltas of a layer are batched products for all tasks with hand-written backward passes
-(``mtlora_ops.py``); the window attention is computed, and put back into the image layout,
-once. What backward can cheaply redo is not kept: the task streams' MLP hidden layer, the
-dropped-out inputs of the shared low-rank branches of qkv, fc1 and fc2 (from the LayerNorm or
-GELU input their own backward keeps), and in the last blocks fc1's frozen product.
+(``layers/task_lowrank.py``, and ``ops.py`` for the task MLPs); the window attention is
+computed, and put back into the image layout, once (``layers/window_attention.py``). What
+backward can cheaply redo is not kept: the task streams' MLP hidden layer, the dropped-out
+inputs of the shared low-rank branches of qkv, fc1 and fc2 (from the LayerNorm or GELU input
+their own backward keeps), and in the last blocks fc1's frozen product.
 ``SwinBackbone.stream_tasks`` names the tasks.
 
 Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
-(``adapters/mtlora_convert.py``).
+(``convert.py``).
 """
 import contextlib
 import math
@@ -36,14 +37,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
-from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
+from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
-from ..models.recompute import recompute_in_backward
-from ..registry import ADAPTERS
-from .base import AdapterStrategy, Patterns
-from .dropout import LoRADropout
-from .mtlora_ops import task_down, task_hidden_down, task_up
+from ...errors import StrategyError
+from ...layers.dropout import LoRADropout
+from ...layers.recompute import recompute_in_backward
+from ...layers.task_lowrank import task_down, task_up
+from ...layers.window_attention import window_attention
+from ...registry import ADAPTERS
+from ..base import AdapterStrategy, Patterns
+from .convert import convert_loaded
+from .ops import task_hidden_down
 
 SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')
 NUM_STAGES = 4
@@ -111,8 +116,8 @@ class MTLoRALinear(nn.Linear):
                          device='meta')
         self.weight, self.bias = linear.weight, linear.bias
         if shared_mode not in SHARED_MODES[:3]:
-            raise ValueError(f'MTLoRALinear: shared_mode must be one of {SHARED_MODES[:3]}, '
-                             f'got {shared_mode!r}')
+            raise StrategyError(f'MTLoRALinear: shared_mode must be one of {SHARED_MODES[:3]}, '
+                                f'got {shared_mode!r}', strategy='MTLoRA', option='shared_mode')
         self.tasks = list(task_ranks or {})
         self.shared_mode = shared_mode if self.tasks else 'matrix'
         weight = self.weight
@@ -296,46 +301,9 @@ class MTLoRASharedBlock(SwinTransformerBlock):
         return x + self.drop_path2(out.view(x.shape))
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The window attention of ``norm1(x)`` before ``proj``, in the image layout:
-        timm's ``_attn`` (cyclic shift, padding, window partition, qkv, relative position
-        bias and shift mask, window reversal) with ``proj`` left out. LayerNorm acts per
-        token, so it commutes with the shift and the partition: where no padding is needed,
-        qkv applies norm1 itself to the windows (its ``act``)."""
-        batch, height, width, channels = x.shape
-        shift, window = self.shift_size, self.window_size
-        pad_h, pad_w = (-height) % window[0], (-width) % window[1]
-        attn = self.attn
-        norm_in_qkv = not (pad_h or pad_w) and isinstance(attn.qkv, MTLoRALinear)
-        if not norm_in_qkv:  # timm pads after the norm: padded tokens are zeros
-            x = self.norm1(x)
-        if any(shift):
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        windows = window_partition(x, window).view(-1, self.window_area, channels)
-        qkv = attn.qkv(windows, act=self.norm1) if norm_in_qkv else attn.qkv(windows)
-        # (B * windows, N, 3C) -> q, k, v: (B * windows, heads, N, head_dim); 4-D, so that
-        # torch's fused kernels take them (a 5-D call falls back to the unfused math)
-        q, k, v = qkv.unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = attn._get_rel_pos_bias()  # (1, heads, N, N)
-        mask = self.get_attn_mask(x) if self.dynamic_mask else self.attn_mask
-        if mask is not None:  # (windows, N, N), 0 or -100 across shifted regions
-            bias = bias + mask.unsqueeze(1)  # (windows, heads, N, N)
-        # torch's CPU kernel takes no gradient for the bias: its fallback there is this
-        # explicit form plus a check for fully masked rows, which Swin never has
-        if attn.fused_attn and (q.device.type != 'cpu' or not (torch.is_grad_enabled()
-                                                               and bias.requires_grad)):
-            o = F.scaled_dot_product_attention(  # a 4-D call needs the bias per window
-                q, k, v, attn_mask=bias if mask is None else bias.repeat(batch, 1, 1, 1),
-                scale=attn.scale, dropout_p=attn.attn_drop.p if self.training else 0.0)
-        else:  # timm's explicit form, the bias broadcast over the batch
-            scores = ((q * attn.scale) @ k.transpose(-2, -1)).unflatten(0, (batch, -1)) + bias
-            o = attn.attn_drop(scores.softmax(-1)).flatten(0, 1) @ v
-        o = window_reverse(o.transpose(1, 2).reshape(-1, *window, channels), window,
-                           x.shape[1], x.shape[2])[:, :height, :width]
-        if any(shift):
-            o = torch.roll(o, shifts=shift, dims=(1, 2))
-        return o
+        """The window attention of ``norm1(x)`` before ``proj``, in the image layout; an
+        MTLoRALinear qkv applies norm1 itself (see ``layers.window_attention``)."""
+        return window_attention(self, x, isinstance(self.attn.qkv, MTLoRALinear))
 
 
 class MTLoRABlock(MTLoRASharedBlock):
@@ -396,8 +364,8 @@ def _per_stage(option: str, value, valid, kind: str) -> List:
     """One value for every stage, or a list with one per stage."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * NUM_STAGES
     if len(values) != NUM_STAGES or not all(valid(v) for v in values):
-        raise ValueError(f'MTLoRA: {option} must be {kind} or a list of {NUM_STAGES} '
-                         f'(one per stage), got {value!r}')
+        raise StrategyError(f'MTLoRA: {option} must be {kind} or a list of {NUM_STAGES} '
+                            f'(one per stage), got {value!r}', strategy='MTLoRA', option=option)
     return values
 
 
@@ -442,13 +410,15 @@ class MTLoRA(AdapterStrategy):
         trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
     """
 
+    prefixes = ('lora_shared_', 'lora_tasks_', 'lora_task_scale', 'lora_norm')
+
     def __init__(self, rank=64, task_rank=4, scale=4.0, task_scale=None, dropout=0.05,
                  shared_mode: str = 'matrix', trainable_scales: bool = False,
                  plus: bool = False, trainable: Patterns = None):
         super().__init__(trainable=trainable)
         if shared_mode not in SHARED_MODES:
-            raise ValueError(f'MTLoRA: shared_mode must be one of {SHARED_MODES}, '
-                             f'got {shared_mode!r}')
+            raise StrategyError(f'MTLoRA: shared_mode must be one of {SHARED_MODES}, '
+                                f'got {shared_mode!r}', strategy='MTLoRA', option='shared_mode')
         self.rank = _per_stage('rank', rank, _is_rank, 'a positive integer')
         self.scale = _per_stage('scale', scale, _is_number, 'a number')
         self.dropout = _per_stage('dropout', dropout, _is_dropout, 'a number in [0, 1)')
@@ -487,7 +457,12 @@ class MTLoRA(AdapterStrategy):
                 merge.reduction = MTLoRALinear(merge.reduction, **shared)
         if tasks:
             backbone.stream_tasks = tasks
-        self._train(backbone, self._trained_names(backbone))
+        self.mark_trainable(backbone, self._trained_names(backbone))
+
+    def convert_state_dict(self, state_dict: dict) -> Optional[dict]:
+        """A released checkpoint of the reference code (its state dict, or the whole file)
+        in adapterkit's keys (``convert.py``); None for any other state dict."""
+        return convert_loaded(state_dict)
 
     def merged_extra_state_dict(self, model: nn.Module) -> Dict[str, torch.Tensor]:
         """What a merged model still needs besides the backbone's own weights, keyed by
@@ -509,7 +484,7 @@ class MTLoRA(AdapterStrategy):
                  if isinstance(module, nn.LayerNorm) for name, _ in module.named_parameters()}
 
         def trained(name: str) -> bool:
-            return (any(part.startswith('lora_') for part in name.split('.'))
+            return (any(part.startswith(self.prefixes) for part in name.split('.'))
                     or name in norms
                     or name.startswith('patch_embed.')
                     or name.endswith('.relative_position_bias_table')
@@ -528,8 +503,9 @@ class MTLoRA(AdapterStrategy):
                             for task, stages in value.items()}
                 missing = [task for task in tasks if task not in per_task]
                 if missing:
-                    raise ValueError(f'MTLoRA: {option} has no entry for task {missing[0]!r} '
-                                     f'(it must cover every task of the model: {list(tasks)})')
+                    raise StrategyError(f'MTLoRA: {option} has no entry for task {missing[0]!r} '
+                                        f'(it must cover every task of the model: {list(tasks)})',
+                                        strategy='MTLoRA', option=option, task=missing[0])
             else:
                 stages = _per_stage(option, value, valid, kind)
                 per_task = {task: stages for task in tasks}
@@ -542,13 +518,14 @@ class MTLoRA(AdapterStrategy):
         if (stages is None or len(stages) != NUM_STAGES
                 or not all(isinstance(block, SwinTransformerBlock)
                            for stage in stages for block in stage.blocks)):
-            raise ValueError(f'MTLoRA adapts a 4-stage timm Swin V1 backbone (SwinBackbone), '
-                             f'not {type(backbone).__name__}')
+            raise StrategyError(f'MTLoRA adapts a 4-stage timm Swin V1 backbone (SwinBackbone), '
+                                f'not {type(backbone).__name__}', strategy='MTLoRA')
         for name, module in backbone.named_modules():
             if name.endswith(('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2')) \
                     and type(module) is not nn.Linear:
-                raise ValueError(f'MTLoRA: backbone layer {name} is already adapted '
-                                 f'({type(module).__name__}); MTLoRA adapts plain nn.Linear')
+                raise StrategyError(f'MTLoRA: backbone layer {name} is already adapted '
+                                    f'({type(module).__name__}); MTLoRA adapts plain nn.Linear',
+                                    strategy='MTLoRA')
         return stages
 
     def adapted_layers(self, model: nn.Module) -> List[MTLoRALinear]:

@@ -6,7 +6,7 @@ system's C compiler (``$CC``, else ``cc``) for this machine's CPU, into a cache 
 (``$ADAPTERKIT_CACHE/native``, default ``~/.cache/adapterkit/native``) under a name keyed by
 the source, the flags, the compiler and the CPU, so that a changed kernel, compiler or
 machine (a shared home directory on a cluster) gets its own build; the build is written
-under a temporary name and renamed, so processes building at once (DDP ranks) never load a
+atomically (``fileio.atomic_write``), so processes building at once (DDP ranks) never load a
 half-written file. It is loaded with ctypes, which releases the GIL during a call.
 
 Where no kernel can be built (no compiler, a compile error) ``load`` warns once and
@@ -22,11 +22,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
+
+from ..fileio import atomic_write
 
 ENV = 'ADAPTERKIT_NATIVE'
 MARCH_ENV = 'ADAPTERKIT_NATIVE_MARCH'
@@ -98,21 +99,17 @@ def build(source: Path) -> Path:
     target = cache_dir() / f'{source.stem}-{key}.so'
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix='.part')
-    os.close(handle)
-    try:
-        result = subprocess.run([executable, *options, '-o', partial, str(source)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            errors = [line for line in result.stderr.splitlines() if 'error' in line]
-            raise OSError(f'{_compiler_name()} failed on {source}: '
-                          f'{(errors or result.stderr.splitlines() or ["no output"])[0]}')
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    atomic_write(str(target), lambda partial: _compile(executable, options, source, partial))
     return target
+
+
+def _compile(executable: str, options: tuple, source: Path, out: str) -> None:
+    result = subprocess.run([executable, *options, '-o', out, str(source)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if 'error' in line]
+        raise OSError(f'{_compiler_name()} failed on {source}: '
+                      f'{(errors or result.stderr.splitlines() or ["no output"])[0]}')
 
 
 def _cpu() -> str:

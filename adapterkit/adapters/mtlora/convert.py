@@ -16,18 +16,20 @@ Dropped: the ``attn_mask`` and ``relative_position_index`` buffers (recomputed) 
 backbone's unused classifier ``backbone.head.*``. Any other key is an error naming it.
 
 Two ways in: ``adapterkit convert-mtlora CKPT OUT [--config CFG]`` writes an mmengine-style
-checkpoint (``{'state_dict': ..., 'meta': ...}``), and ``MultiTaskModel`` converts a
-reference state dict on load (``convert_on_load``), so ``load_from`` takes either file.
+checkpoint (``{'state_dict': ..., 'meta': ...}``; the CLI checks the fit to CFG), and a
+model adapted by MTLoRA converts a reference state dict on load (``convert_loaded``, through
+the strategy contract's ``convert_state_dict``), so ``load_from`` takes either file.
 """
 import collections
-import os
 import os.path as osp
 import re
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
-from ..compat import load_checkpoint_file
+from ...compat import load_checkpoint_file
+from ...errors import CheckpointError, MissingFileError
+from ...fileio import atomic_write
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -66,8 +68,8 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
             unknown.append(key)
         converted[new] = value
     if unknown:
-        raise ValueError(f'not an MTLoRA reference checkpoint: {len(unknown)} keys of no known '
-                         f'kind: {", ".join(unknown[:3])}')
+        raise CheckpointError(f'not an MTLoRA reference checkpoint: {len(unknown)} keys of no '
+                              f'known kind: {", ".join(unknown[:3])}')
     return converted
 
 
@@ -75,47 +77,39 @@ def read_reference_checkpoint(path: str) -> dict:
     """Load a reference checkpoint file without running any of its code: the yacs config
     the reference pickles next to the weights reads as a plain OrderedDict."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise MissingFileError(f'checkpoint not found: {path}', file=path)
     with torch.serialization.safe_globals([(collections.OrderedDict, 'yacs.config.CfgNode')]):
         return load_checkpoint_file(path, map_location='cpu')
 
 
-def convert_checkpoint(path: str, out: str, config: Optional[str] = None) -> Dict[str, int]:
+def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], None]] = None,
+                       meta: Optional[dict] = None) -> Dict[str, int]:
     """Convert the reference checkpoint ``path`` into the adapterkit checkpoint ``out``.
 
-    With ``config``, the result must fit the model that config builds exactly (every key,
-    every shape) or nothing is written. Returns ``{'tensors': n}``.
+    ``check(converted)`` runs before anything is written and may refuse the result (the CLI's
+    ``--config`` checks that it fits that config's model exactly); ``meta`` adds to the
+    checkpoint's ``meta``. Returns ``{'tensors': n}``.
     """
     checkpoint = read_reference_checkpoint(path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not is_reference_state_dict(state):
-        raise ValueError(f'{path}: not an MTLoRA reference checkpoint (no decoders.decoders.*, '
-                         'downsampler.* or backbone *.linear.weight keys)')
+        raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint (no '
+                              'decoders.decoders.*, downsampler.* or backbone *.linear.weight '
+                              'keys)', file=path)
     try:
         converted = convert_state_dict(state)
-    except ValueError as err:
-        raise ValueError(f'{path}: {err}') from None
-    meta = dict(converted_from=osp.abspath(path), source='scale-lab/MTLoRA')
-    if config is not None:
-        from ..config import build_model
-        from ..models.checkpoint import check_keys
-        check_keys(path, converted, build_model(config).state_dict())
-        meta['config'] = config
-    tmp = f'{out}.tmp'
-    torch.save(dict(state_dict=converted, meta=meta), tmp)
-    os.replace(tmp, out)  # a failed write never leaves a half file under `out`
+    except CheckpointError as err:
+        raise CheckpointError(f'{path}: {err}', file=path) from None
+    if check is not None:
+        check(converted)
+    meta = dict(converted_from=osp.abspath(path), source='scale-lab/MTLoRA', **(meta or {}))
+    # a failed write never leaves a half file under `out`
+    atomic_write(out, lambda tmp: torch.save(dict(state_dict=converted, meta=meta), tmp))
     return dict(tensors=len(converted))
 
 
-def convert_on_load(module, state_dict, prefix, *args) -> None:
-    """``load_state_dict`` pre-hook of ``MultiTaskModel``: a state dict in the reference
-    layout, or a whole reference checkpoint (its ``model`` entry), is converted in place."""
-    mine = {key[len(prefix):]: value for key, value in state_dict.items()
-            if isinstance(key, str) and key.startswith(prefix)}
-    source = mine['model'] if isinstance(mine.get('model'), dict) else mine
-    if not is_reference_state_dict(source):
-        return
-    converted = convert_state_dict(source)
-    for key in mine:
-        del state_dict[prefix + key]
-    state_dict.update({prefix + key: value for key, value in converted.items()})
+def convert_loaded(state_dict: dict) -> Optional[dict]:
+    """A state dict in the reference layout, or a whole reference checkpoint (its ``model``
+    entry), in adapterkit's keys; None for anything else (``MTLoRA.convert_state_dict``)."""
+    source = state_dict['model'] if isinstance(state_dict.get('model'), dict) else state_dict
+    return convert_state_dict(source) if is_reference_state_dict(source) else None

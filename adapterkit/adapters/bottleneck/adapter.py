@@ -16,8 +16,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..registry import ADAPTERS
-from .base import AdapterStrategy, Patterns, as_pattern_list
+from ...errors import StrategyError
+from ...registry import ADAPTERS
+from ..base import AdapterStrategy, Patterns, as_pattern_list
 
 #: Which sublayers get an adapter, per placement (timm Swin names).
 PLACEMENTS = {
@@ -74,6 +75,7 @@ class Adapter(AdapterStrategy):
 
     mergeable = False
     not_mergeable_reason = 'a bottleneck adapter is a nonlinear layer of its own'
+    prefixes = ('adapter.',)
 
     def __init__(self, placement: str = 'houlsby', targets: Patterns = None,
                  reduction_factor: PerStage = 16, bottleneck: Optional[PerStage] = None,
@@ -81,32 +83,41 @@ class Adapter(AdapterStrategy):
         super().__init__(trainable=trainable)
         if targets is None:
             if placement not in PLACEMENTS:
-                raise ValueError(f'Adapter: unknown placement {placement!r} '
-                                 f'(choose from {", ".join(PLACEMENTS)})')
+                raise StrategyError(f'Adapter: unknown placement {placement!r} '
+                                    f'(choose from {", ".join(PLACEMENTS)})',
+                                    strategy='Adapter', option='placement')
             targets = PLACEMENTS[placement]
         self.targets = as_pattern_list(targets)
         if not self.targets:
-            raise ValueError('Adapter: no targets given')
+            raise StrategyError('Adapter: no targets given', strategy='Adapter', option='targets')
         self.reduction_factor = reduction_factor
         self.bottleneck = bottleneck
 
     def apply(self, model: nn.Module) -> None:
         backbone = model.backbone
-        targets = self._match_modules(backbone, self.targets)
+        targets = self.match_modules(backbone, self.targets)
         widths = {}
         for name, module in targets.items():  # check all before changing anything
             dim = _output_width(module)
             if dim is None:
-                raise ValueError(f'Adapter: target {name} is a {type(module).__name__}; an '
-                                 f'adapter follows an attention, an MLP or a Linear')
+                raise StrategyError(f'Adapter: target {name} is a {type(module).__name__}; an '
+                                    f'adapter follows an attention, an MLP or a Linear',
+                                    strategy='Adapter', option='targets')
             if hasattr(module, 'adapter'):
-                raise ValueError(f'Adapter: target {name} has an adapter already')
+                raise StrategyError(f'Adapter: target {name} has an adapter already',
+                                    strategy='Adapter', option='targets')
             widths[name] = (dim, self._width(name, dim))
         for name, module in targets.items():
-            module.adapter = BottleneckAdapter(*widths[name])
+            module.adapter = self.adapter_module(*widths[name])
             module.register_forward_hook(_adapt_output)
-            self._train(backbone, [f'{name}.adapter.{p}' for p, _ in
-                                   module.adapter.named_parameters()])
+            self.mark_trainable(backbone, [f'{name}.adapter.{p}' for p, _ in
+                                           module.adapter.named_parameters()])
+
+    def adapter_module(self, dim: int, width: int) -> nn.Module:
+        """The module after a sublayer of ``dim`` channels, with bottleneck ``width``: the
+        identity at initialisation. Presets of the family (PHM, Compacter, low-rank
+        adapters) override this and keep the placement, widths and training."""
+        return BottleneckAdapter(dim, width)
 
     def _width(self, name: str, dim: int) -> int:
         """The bottleneck width of the adapter after sublayer ``name`` of width ``dim``."""
@@ -115,8 +126,9 @@ class Adapter(AdapterStrategy):
         if not isinstance(value, int):
             stage = re.match(r'layers\.(\d+)\.', name)
             if stage is None or int(stage.group(1)) >= len(value):
-                raise ValueError(f'Adapter: {option}={list(value)} gives no value for {name} '
-                                 f'(one value per stage layers.{{i}})')
+                raise StrategyError(f'Adapter: {option}={list(value)} gives no value for {name} '
+                                    f'(one value per stage layers.{{i}})',
+                                    strategy='Adapter', option=option)
             value = value[int(stage.group(1))]
         return value if option == 'bottleneck' else max(1, dim // value)
 

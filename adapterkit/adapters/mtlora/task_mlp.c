@@ -5,7 +5,7 @@
        pre_t = base + low_t up_t^T        base (M, H); low (T, M, RANK); up_t (T, RANK, H)
        out_t = GELU(pre_t) down_t^T       down (T, RANK, H); out (T, M, RANK)
 
-   mtlora_ops.py computes the same with PyTorch ops on blocks of rows; there every rank-4
+   ops.py computes the same with PyTorch ops on blocks of rows; there every rank-4
    product is a GEMM call of its own, with its own pass over the block, at a tenth of the
    machine's GEMM speed. Here one pass over a row does everything: the row's hidden layer
    never leaves the L1 cache, and backward redoes it instead of reading it back.

@@ -1,0 +1,110 @@
+"""What the CLI prints when something fails: one line for a mistake a user can fix (an
+adapterkit error, a file-system error with its path), the traceback for a bug."""
+import os.path as osp
+
+import pytest
+
+from adapterkit.adapters import AdapterStrategy
+from adapterkit.cli import main
+from adapterkit.errors import AdapterkitError, StrategyError
+from adapterkit.registry import ADAPTERS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+LORA = osp.join(REPO, 'configs/quickstart/lora_swin-mini_synthetic-128.py')
+BITFIT = osp.join(REPO, 'configs/quickstart/bitfit_swin-mini_synthetic-128.py')  # no options
+
+
+def error_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_misspelled_strategy_option_is_one_line_naming_it_and_the_accepted_ones(cli):
+    proc = cli('params', LORA, '--cfg-options', 'model.adapter.rnak=4', check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "adapterkit params: error: LoRA: unknown option 'rnak' (options: targets, rank, "
+        "alpha, scale, dropout, overrides, trainable)"]
+
+
+def test_a_plugin_strategy_gets_its_options_checked_the_same_way(capsys):
+    config = 'dora::quickstart/dora_swin-mini_r4_synthetic-128.py'  # the example plugin's
+    assert main(['params', config, '--cfg-options', 'model.adapter.rnak=4']) == 2
+    [line] = error_lines(capsys)
+    assert line.startswith("adapterkit params: error: DoRA: unknown option 'rnak' (options: ")
+    assert 'rank' in line
+
+
+def test_an_unknown_strategy_is_one_line_naming_the_registered_ones(capsys):
+    assert main(['params', LORA, '--cfg-options', 'model.adapter.type=LoRa']) == 2
+    [line] = error_lines(capsys)
+    assert line.startswith("adapterkit params: error: adapter: unknown strategy 'LoRa' "
+                           '(strategies: ')
+    assert 'LoRA' in line and 'MTLoRA' in line
+
+
+def test_the_error_carries_what_failed():
+    from adapterkit import build_model, load_config
+    with pytest.raises(StrategyError) as caught:
+        build_model(load_config(LORA, {'model.adapter.rnak': 4}))
+    assert caught.value.fields == dict(strategy='LoRA', option='rnak')
+    assert isinstance(caught.value, ValueError)  # code that caught ValueError still does
+
+
+class _Broken(AdapterStrategy):
+    """A strategy with a bug: its apply raises a builtin error."""
+
+    error = RuntimeError
+
+    def apply(self, model):
+        raise self.error('a bug inside a strategy')
+
+
+@pytest.mark.parametrize('error', [RuntimeError, KeyError, ValueError, TypeError])
+def test_a_bug_shows_its_traceback_not_a_tidy_line(tmp_path, capsys, error):
+    name = f'Broken{error.__name__}'
+    ADAPTERS.register_module(name=name, module=type(name, (_Broken,), dict(error=error)))
+    try:
+        with pytest.raises(error, match='a bug inside a strategy'):
+            main(['params', BITFIT, '--cfg-options', f'model.adapter.type={name}'])
+    finally:
+        ADAPTERS._module_dict.pop(name)
+    assert 'error:' not in capsys.readouterr().err
+
+
+def test_a_missing_file_prints_its_path(tmp_path, capsys):
+    missing = str(tmp_path / 'nowhere.py')
+    assert main(['params', missing]) == 2
+    assert error_lines(capsys) == [f'adapterkit params: error: config file not found: {missing}']
+    assert main(['test', LORA, str(tmp_path / 'gone.pth')]) == 2
+    assert error_lines(capsys) == [
+        f'adapterkit test: error: checkpoint not found: {tmp_path / "gone.pth"}']
+
+
+def test_a_file_system_error_prints_its_path(tmp_path, capsys):
+    foreign = tmp_path / 'foreign'
+    foreign.mkdir()
+    (foreign / 'keep.txt').write_text('mine')
+    assert main(['synth', str(foreign), '--num-train', '1', '--num-val', '1']) == 2
+    assert error_lines(capsys) == [
+        'adapterkit synth: error: synthetic data target is not empty and was not written by '
+        f'adapterkit synth: {foreign}']
+    blocked = tmp_path / 'file.txt'
+    blocked.write_text('not a folder')
+    assert main(['synth', str(blocked / 'data'), '--num-train', '1', '--num-val', '1']) == 2
+    [line] = error_lines(capsys)  # the system's words for it, and the path
+    assert line.startswith('adapterkit synth: error: ') and line.endswith(str(blocked))
+
+
+def test_every_error_class_of_the_package_derives_from_the_base():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import adapterkit
+    defined = []
+    for info in pkgutil.walk_packages(adapterkit.__path__, 'adapterkit.'):
+        if info.name != 'adapterkit.__main__':
+            module = importlib.import_module(info.name)
+            defined += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                        if issubclass(c, BaseException) and c.__module__ == info.name]
+    assert len(defined) >= 12 and all(issubclass(c, AdapterkitError) for c in defined)

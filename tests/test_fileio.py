@@ -1,0 +1,53 @@
+import json
+import os
+
+import pytest
+
+from adapterkit.fileio import atomic_open, atomic_write, read_json, write_json, write_text
+
+
+def test_a_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / 'sub' / 'metrics.json'  # the folder is created
+    write_json(str(path), {'a': 1})
+    write_json(str(path), {'a': 2, 'b': [1, 2]})
+    assert read_json(str(path)) == {'a': 2, 'b': [1, 2]}
+    assert path.read_text().endswith('\n')
+    assert os.listdir(path.parent) == ['metrics.json']
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / 'report.md'
+    write_text(str(path), 'old')
+
+    def half_then_crash(tmp):
+        with open(tmp, 'w') as f:
+            f.write('half')
+        raise RuntimeError('disk on fire')
+
+    with pytest.raises(RuntimeError, match='disk on fire'):
+        atomic_write(str(path), half_then_crash)
+    with pytest.raises(ZeroDivisionError):
+        with atomic_open(str(path)) as f:
+            f.write('half')
+            1 / 0
+    assert path.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['report.md']
+
+
+def test_the_writer_gets_a_path_in_the_target_folder_and_a_file_object_form_exists(tmp_path):
+    seen = []
+    atomic_write(str(tmp_path / 'a.bin'), lambda tmp: (seen.append(tmp),
+                                                        open(tmp, 'wb').write(b'\x00\x01')))
+    assert os.path.dirname(seen[0]) == str(tmp_path) and seen[0] != str(tmp_path / 'a.bin')
+    assert (tmp_path / 'a.bin').read_bytes() == b'\x00\x01'
+    with atomic_open(str(tmp_path / 'b.json')) as f:
+        json.dump([1], f)
+    assert read_json(str(tmp_path / 'b.json')) == [1]
+    assert read_json(str(tmp_path / 'missing.json')) is None
+
+
+def test_a_written_file_has_the_permissions_of_a_plainly_written_one(tmp_path):
+    plain = tmp_path / 'plain.txt'
+    plain.write_text('x')
+    write_text(str(tmp_path / 'atomic.txt'), 'x')  # not mkstemp's private 0600
+    assert (tmp_path / 'atomic.txt').stat().st_mode == plain.stat().st_mode
