@@ -39,7 +39,7 @@ from .compare_suite import (BACKBONE_FILE, PRETRAIN, Run, Suite, SuiteError, con
 from .hooks import STATS_KEY, RunMonitorHook
 
 # inference latency: 30 timed forward passes at batch 1 after 5 untimed ones; the report
-# gives their median and quartiles (one pass can be 4x the median on a busy machine)
+# gives their median and quartiles (on a busy machine passes vary by 2x and more)
 LATENCY_ITERS, LATENCY_WARMUP = 30, 5
 
 
