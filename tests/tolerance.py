@@ -77,7 +77,7 @@ def assert_within(got: torch.Tensor, want: torch.Tensor, allowed: torch.Tensor,
     assert got.shape == want.shape, f'{what}: shape {tuple(got.shape)} != {tuple(want.shape)}'
     got, want = got.detach(), want.detach()
     error = (got.double() - want.double()).abs()
-    allowed = torch.as_tensor(allowed, dtype=torch.float64).expand_as(error)
+    allowed = torch.as_tensor(allowed, dtype=torch.float64).detach().expand_as(error)
     ratio = error / allowed.clamp_min(torch.finfo(torch.float64).tiny)
     worst = float(ratio.max()) if ratio.numel() else 0.0
     _record(what, worst)

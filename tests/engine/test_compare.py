@@ -14,7 +14,7 @@ from PIL import Image
 
 from adapterkit.cli import DEMO_SUITE, main
 from adapterkit.engine import hooks
-from adapterkit.engine.compare import report_from_dirs, run_compare
+from adapterkit.engine.compare import LATENCY_ITERS, report_from_dirs, run_compare
 from adapterkit.engine.compare_suite import (SuiteError, config_diff, load_suite,
                                              outside_allowed, plan)
 from adapterkit.engine.compare_report import (REPORT_FILES, build_report, mean_std,
@@ -384,7 +384,7 @@ def test_every_member_runs_and_a_failing_one_is_reported(finished_suite):
         assert rows[name]['seeds'] == [0] and rows[name]['delta_m']['mean'] is not None
         latency = rows[name]['latency_ms']
         assert 0 < latency['q1'] <= latency['median'] <= latency['q3']
-        assert latency['n'] == compare.LATENCY_ITERS and rows[name]['latency_merged']
+        assert latency['n'] == LATENCY_ITERS and rows[name]['latency_merged']
         assert rows[name]['train_time_s']['mean'] > 0
     assert rows['lora']['trainable'] < rows['full']['trainable']
     assert rows['broken']['seeds'] == []
