@@ -1,5 +1,5 @@
-# MTL decoders only on NYUD-MT: the pretrained Swin-T stays frozen, the four heads train
-# (1,960,677).
+# MTL decoders only on NYUD-MT: the pretrained Swin-T stays frozen, the four heads train;
+# 1,960,677 trainable.
 _base_ = [
     '../_base_/models/swin-t_hrnet-head_nyud.py',
     '../_base_/datasets/nyud_mt-448.py',

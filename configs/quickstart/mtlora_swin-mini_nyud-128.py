@@ -1,6 +1,6 @@
 # Quickstart on NYUD-MT: MTLoRA on the mini Swin for semseg (40 classes), depth, normals and
 # edge, on synthetic rooms (`adapterkit synth data/synthetic-nyud --layout nyud --size 96x128`),
-# on CPU in a few minutes.
+# on CPU in a few minutes; 1,868,035 trainable.
 _base_ = [
     '../_base_/models/swin-mini_hrnet-head_nyud.py',
     '../_base_/datasets/synthetic-nyud-128.py',
