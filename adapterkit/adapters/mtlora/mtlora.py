@@ -412,6 +412,7 @@ class MTLoRA(AdapterStrategy):
     """
 
     prefixes = ('lora_shared_', 'lora_tasks_', 'lora_task_scale', 'lora_norm')
+    task_streams = True
 
     def __init__(self, rank=64, task_rank=4, scale=4.0, task_scale=None, dropout=0.05,
                  shared_mode: str = 'matrix', trainable_scales: bool = False,
