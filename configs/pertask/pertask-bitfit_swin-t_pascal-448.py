@@ -9,6 +9,3 @@ _base_ = [
 model = dict(adapter=dict(
     type='PerTask',
     strategy=dict(type='BitFit', trainable=['relative_position_bias'])))
-# A task's copies of the biases form a 2-D stack: keep them, as the 1-D biases they copy,
-# free of weight decay (the tables' copies match the schedule's own key).
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'pertask_bias': dict(decay_mult=0.0)}))
