@@ -35,8 +35,8 @@ def pretrained(tmp_path_factory):
 def resumed(request, cli, data_options, synth_root, pretrained, tmp_path_factory):
     """The config trained 2 iterations, then resumed to 3: (config, work dir, options)."""
     config, root = request.param, tmp_path_factory.mktemp('run')
-    options = data_options(synth_root, 2) + [f'model.backbone.pretrained={pretrained}',
-                                            'train_cfg.val_interval=100']
+    options = data_options(synth_root, 2) + [
+        f'model.backbone.pretrained={pretrained}', 'train_cfg.val_interval=100']
     cli('train', config, '--work-dir', str(root / 'first'), *options)
     work_dir = str(root / 'resumed')
     options[options.index('train_cfg.max_iters=2')] = 'train_cfg.max_iters=3'

@@ -84,8 +84,8 @@ def explicit_prefix_attention(swin, x, prefix):
 
 @pytest.mark.parametrize('fused', [True, False])
 @pytest.mark.parametrize('resolution, shift', [((8, 8), 0), ((8, 8), 2), ((6, 10), 2)])
-def test_prefix_tokens_are_prepended_to_every_window_of_their_own_image(resolution, shift,
-                                                                       fused):
+def test_prefix_tokens_are_prepended_to_every_window_of_their_own_image(
+        resolution, shift, fused):
     swin = block(resolution, shift, fused)
     x = torch.randn(2, *resolution, 16, dtype=torch.float64)
     prefix = torch.randn(2, 3, 16, dtype=torch.float64)  # each image its own

@@ -81,7 +81,7 @@ def loop_taps(backbone, images):
     for t, task in enumerate(TASKS):
         x = backbone.patch_embed(images)
         prompts = backbone.toy_prompts.expand(len(images), -1, -1)
-        taps = []
+        taps, stream = [], None  # the task's stream: from each stage's last block
         for i, stage in enumerate(backbone.layers):
             if i:
                 merge = stage.downsample
@@ -140,5 +140,5 @@ def test_policy_mistakes_are_one_error_each():
     with pytest.raises(StrategyError, match='^A: task streams that start by stacking leave no'):
         StreamPolicy().with_tasks(TASKS, start='patch_embed', owner='A')
     with pytest.raises(StrategyError, match="^B: the streams carry a token 'vpt' already"):
-        StreamPolicy().with_token('vpt', merge_prompts).with_token('vpt', merge_prompts,
-                                                                    owner='B')
+        StreamPolicy().with_token('vpt', merge_prompts).with_token(
+            'vpt', merge_prompts, owner='B')
