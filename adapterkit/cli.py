@@ -113,12 +113,18 @@ def cmd_params(args) -> int:
 def cmd_export(args) -> int:
     from .config import build_model, load_config
     from .models.checkpoint import load_weights, save_adapter, save_merged
+    if args.task and not args.merge:
+        raise ConfigError('export: --task picks the task of a merged export; use it with '
+                          '--merge', option='--task')
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg).eval()
     load_weights(model, args.checkpoint)
-    save = save_merged if args.merge else save_adapter
-    save(model, args.out, cfg.pretty_text)
+    if args.merge:
+        save_merged(model, args.out, cfg.pretty_text, task=args.task)
+    else:
+        save_adapter(model, args.out, cfg.pretty_text)
     kind = 'merged model' if args.merge else 'adapter-only weights'
+    kind += f' of task {args.task}' if args.task else ''
     print(f'wrote the {kind} of {args.checkpoint} to {args.out}')
     return 0
 
@@ -268,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                       'backbone: plain timm backbone keys + heads')
     kind.add_argument('--adapter-only', action='store_true', help='only what is not the frozen '
                       'pretrained backbone, loadable on top of it')
+    p.add_argument('--task', help="with --merge: merge this task's weights, with its head "
+                   'only (a model whose tasks have weights of their own, PerTask, needs it)')
     p.set_defaults(func=cmd_export)
     p = sub.add_parser('bench', help='median step time, throughput and peak memory of a '
                        "config's model on this device (random weights and data)")

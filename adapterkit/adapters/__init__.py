@@ -5,7 +5,10 @@ from .decoder_only import DecoderOnly
 from .full import Full
 from .lora import SWIN_BLOCK_LINEARS, LoRA, LoRAConv2d, LoRALinear
 from .mtlora import MTLoRA, MTLoRABlock, MTLoRALinear
+from .pertask import PerTask
+from .vpt import VPT
 
 __all__ = ['AdapterStrategy', 'NotMergeableError', 'TRAINABLE_ALIASES', 'Full', 'DecoderOnly',
            'LoRA', 'LoRALinear', 'LoRAConv2d', 'SWIN_BLOCK_LINEARS', 'Adapter',
-           'BottleneckAdapter', 'BitFit', 'MTLoRA', 'MTLoRALinear', 'MTLoRABlock']
+           'BottleneckAdapter', 'BitFit', 'MTLoRA', 'MTLoRALinear', 'MTLoRABlock', 'PerTask',
+           'VPT']

@@ -19,13 +19,15 @@ names) and ``mark_trainable`` (turn ``requires_grad`` on and remember the names 
 earlier adaptation) before it changes the first module, so an error leaves the model as it
 was.
 """
+import inspect
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from ..errors import NotMergeableError, StrategyError
+from ..errors import NotMergeableError, StrategyError, UnknownNameError
+from ..registry import ADAPTERS
 
 #: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
 TRAINABLE_ALIASES = {
@@ -65,6 +67,9 @@ class AdapterStrategy:
     #: of one strategy may begin another strategy's prefix. Empty for a strategy that
     #: injects nothing.
     prefixes: Tuple[str, ...] = ()
+    #: True for a strategy that gives the tasks streams of their own in the backbone
+    #: (MTLoRA, PerTask): PerTask cannot wrap it.
+    task_streams: bool = False
 
     def __init__(self, trainable: Patterns = None):
         self.trainable = as_pattern_list(trainable)
@@ -87,7 +92,9 @@ class AdapterStrategy:
         self.apply(model)
         self.mark_trainable(model.backbone, extra)
 
-    def check_mergeable(self) -> None:
+    def check_mergeable(self, task: Optional[str] = None) -> None:
+        """Raise ``NotMergeableError`` with the reason where this strategy cannot merge (for
+        ``task``: see ``merge_task``)."""
         if not self.mergeable:
             raise NotMergeableError(
                 f'{type(self).__name__} cannot be merged into the backbone weights '
@@ -99,6 +106,12 @@ class AdapterStrategy:
         self.check_mergeable()
         for layer in self.adapted_layers(model):
             layer.merge()
+
+    def merge_task(self, model: nn.Module, task: str) -> None:
+        """Fold what task ``task`` computes into the frozen weights: ``merge`` for a strategy
+        whose tasks share its weights; a strategy whose tasks have weights of their own
+        (PerTask) folds that task's. ``unmerge`` undoes it."""
+        self.merge(model)
 
     def unmerge(self, model: nn.Module) -> None:
         """Undo ``merge`` exactly (to fp32 rounding)."""
@@ -178,3 +191,42 @@ class AdapterStrategy:
     def __repr__(self) -> str:
         extra = f'trainable={self.trainable!r}' if self.trainable else ''
         return f'{type(self).__name__}({extra})'
+
+
+def build_strategy(cfg: dict) -> AdapterStrategy:
+    """Build one strategy config from ``ADAPTERS`` (built-in or a plugin's). Its type and
+    options are checked against the strategy class first, so that an unknown type or a
+    misspelled option is one line naming it, the strategy and what it accepts (Python's
+    own error would be a TypeError deep in a traceback)."""
+    kind = cfg.get('type')
+    cls = kind if isinstance(kind, type) else ADAPTERS.get(kind) if kind else None
+    if cls is None:
+        raise UnknownNameError(f'adapter: unknown strategy {kind!r} (strategies: '
+                               f'{", ".join(sorted(ADAPTERS.module_dict))})',
+                               strategy=kind, key='model.adapter')
+    accepted = accepted_options(cls)
+    unknown = [key for key in cfg if key != 'type' and accepted is not None
+               and key not in accepted]
+    if unknown:
+        raise StrategyError(f'{cls.__name__}: unknown option {unknown[0]!r} (options: '
+                            f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
+                            option=unknown[0])
+    return ADAPTERS.build(cfg)
+
+
+def accepted_options(cls: type) -> Optional[List[str]]:
+    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
+    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
+    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
+    are then added; None where no class up the chain closes the list (any option may be
+    meant)."""
+    accepted = []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass) or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        accepted += [p.name for p in parameters if p.name not in accepted
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return accepted
+    return None

@@ -43,19 +43,32 @@ def bernoulli_positions(count: int, p: float, device=None) -> torch.Tensor:
 
 
 class _DropAt(torch.autograd.Function):
-    """``x * scale`` with zeros at flat ``positions``; backward keeps only the positions."""
+    """``x * scale`` with zeros at flat ``positions``; backward keeps only the positions.
+    Under ``torch.func.vmap`` every stream of the batch gets the same positions."""
 
     @staticmethod
-    def forward(ctx, x, positions, scale):
+    def forward(x, positions, scale):
+        return x.contiguous().mul(scale).view(-1).index_fill_(0, positions, 0).view(x.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, positions, scale = inputs
         ctx.save_for_backward(positions)
         ctx.scale, ctx.shape = scale, x.shape
-        return x.contiguous().mul(scale).view(-1).index_fill_(0, positions, 0).view(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
         positions, = ctx.saved_tensors
         grad = grad.contiguous().mul(ctx.scale).view(-1).index_fill_(0, positions, 0)
         return grad.view(ctx.shape), None, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, positions, scale):
+        x = x.movedim(in_dims[0], 0)
+        numel = x[0].numel()
+        every = (torch.arange(len(x), device=positions.device)[:, None] * numel
+                 + positions).flatten()
+        return _DropAt.apply(x, every, scale), 0
 
 
 class _DropoutKernel:
@@ -85,16 +98,25 @@ class _DropoutKernel:
 
 class _DropByKey(torch.autograd.Function):
     """The kernel's dropout; backward drops the same elements of the gradient (the
-    derivative is the kept mask times the scale), from the key alone."""
+    derivative is the kept mask times the scale), from the key alone. Under
+    ``torch.func.vmap`` it runs once on the whole batch of streams: each stream's elements
+    are drawn on their own."""
 
     @staticmethod
-    def forward(ctx, x, kernel, key, p):
-        ctx.kernel, ctx.key, ctx.p = kernel, key, p
+    def forward(x, kernel, key, p):
         return kernel(x, key, p)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.kernel, ctx.key, ctx.p = inputs
 
     @staticmethod
     def backward(ctx, grad):
         return ctx.kernel(grad, ctx.key, ctx.p), None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, kernel, key, p):
+        return _DropByKey.apply(x, kernel, key, p), in_dims[0]
 
 
 class LoRADropout(nn.Dropout):

@@ -20,7 +20,9 @@ config it belongs to (with the ``--cfg-options`` it was used with).
   that the backbone drops (its taps never use it, so it was never trained); the file holds
   it at timm's initial values (weight 1, bias 0), which still normalise: the adapted
   backbone's last tap is timm's ``forward_intermediates()[-1]``, or ``forward_features``
-  once ``model.norm = nn.Identity()``.
+  once ``model.norm = nn.Identity()``. A model whose tasks have weights of their own
+  (PerTask) merges one task (``save_merged(..., task=...)``): that task's weights, that
+  task's head only, and its name under the metadata key ``task``.
 
 Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
 """
@@ -52,14 +54,18 @@ def adapter_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     return state
 
 
-def merged_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+def merged_state_dict(model: nn.Module, task: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """The state of the model with its adaptation folded in, in plain timm backbone keys
-    plus an untrained final norm (see the module docstring). The model is left unmerged."""
-    model.merge_adapters()
+    plus an untrained final norm (see the module docstring). With ``task``: what that task
+    computes (a per-task strategy's copies of that task) and that task's head only. The
+    model is left unmerged."""
+    model.merge_adapters(task)
     try:
         base = model.backbone_base_params
+        head = None if task is None else f'heads.{task}.'
         state = {k: v.detach().clone() for k, v in model.state_dict().items()
-                 if not k.startswith(BACKBONE) or k[len(BACKBONE):] in base}
+                 if (k[len(BACKBONE):] in base if k.startswith(BACKBONE)
+                     else head is None or k.startswith(head))}
         for strategy in model.adapters:  # what could not fold (MTLoRA's task branches)
             state.update({BACKBONE + k: v.detach().clone()
                           for k, v in strategy.merged_extra_state_dict(model).items()})
@@ -78,10 +84,13 @@ def save_adapter(model: nn.Module, path: str, config_text: str = '') -> None:
     _write(adapter_state_dict(model), path, ADAPTER_ONLY, config_text)
 
 
-def save_merged(model: nn.Module, path: str, config_text: str = '') -> None:
-    """Write the merged model to ``path`` (.safetensors); refuses a strategy that cannot
-    merge before writing anything."""
-    _write(merged_state_dict(model), path, MERGED, config_text)
+def save_merged(model: nn.Module, path: str, config_text: str = '',
+                task: Optional[str] = None) -> None:
+    """Write the merged model to ``path`` (.safetensors), with ``task`` that task's (its
+    name in the metadata, ``task``); refuses a strategy that cannot merge before writing
+    anything."""
+    _write(merged_state_dict(model, task), path, MERGED, config_text,
+           {} if task is None else {'task': task})
 
 
 def read_metadata(path: str) -> Dict[str, str]:
@@ -157,11 +166,11 @@ def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, to
 
 
 def _write(state: Dict[str, torch.Tensor], path: str, kind: str,
-           config_text: Optional[str]) -> None:
+           config_text: Optional[str], extra: Optional[Dict[str, str]] = None) -> None:
     """Write atomically (``fileio``): a crash leaves no half-written file under ``path``."""
     if not path.endswith('.safetensors'):
         raise CheckpointError(f'{path}: an export is a .safetensors file; name it *.safetensors',
                               file=path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    metadata = {FORMAT_KEY: kind, 'config': config_text or ''}
+    metadata = {FORMAT_KEY: kind, 'config': config_text or '', **(extra or {})}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

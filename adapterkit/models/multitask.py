@@ -5,7 +5,6 @@ the input size -> tasks[task].loss / decode. Strategies (adapters) change only t
 backbone; heads never know which strategy is active.
 """
 import copy
-import inspect
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -13,10 +12,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from ..adapters.base import AdapterStrategy
-from ..errors import ConfigError, StrategyError, UnknownNameError
+from ..adapters.base import AdapterStrategy, accepted_options, build_strategy  # noqa: F401
+from ..errors import ConfigError, UnknownNameError
 from ..layers.projected_map import materialize
-from ..registry import ADAPTERS, MODELS
+from ..registry import MODELS
 from ..tasks.base import build_tasks
 
 ConfigType = Union[dict, None]
@@ -29,45 +28,6 @@ def build_adapters(adapter: Union[dict, List[dict], None]) -> List[AdapterStrate
     elif isinstance(adapter, (dict, AdapterStrategy)):
         adapter = [adapter]
     return [a if isinstance(a, AdapterStrategy) else build_strategy(a) for a in adapter]
-
-
-def build_strategy(cfg: dict) -> AdapterStrategy:
-    """Build one strategy config from ``ADAPTERS`` (built-in or a plugin's). Its type and
-    options are checked against the strategy class first, so that an unknown type or a
-    misspelled option is one line naming it, the strategy and what it accepts (Python's
-    own error would be a TypeError deep in a traceback)."""
-    kind = cfg.get('type')
-    cls = kind if isinstance(kind, type) else ADAPTERS.get(kind) if kind else None
-    if cls is None:
-        raise UnknownNameError(f'adapter: unknown strategy {kind!r} (strategies: '
-                               f'{", ".join(sorted(ADAPTERS.module_dict))})',
-                               strategy=kind, key='model.adapter')
-    accepted = accepted_options(cls)
-    unknown = [key for key in cfg if key != 'type' and accepted is not None
-               and key not in accepted]
-    if unknown:
-        raise StrategyError(f'{cls.__name__}: unknown option {unknown[0]!r} (options: '
-                            f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
-                            option=unknown[0])
-    return ADAPTERS.build(cfg)
-
-
-def accepted_options(cls: type) -> Optional[List[str]]:
-    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
-    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
-    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
-    are then added; None where no class up the chain closes the list (any option may be
-    meant)."""
-    accepted = []
-    for klass in cls.__mro__:
-        if '__init__' not in vars(klass) or klass is object:
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        accepted += [p.name for p in parameters if p.name not in accepted
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
-    return None
 
 
 @MODELS.register_module()
@@ -193,13 +153,23 @@ class MultiTaskModel(BaseModel):
         return gt
 
     # ----------------------------------------------------------- adapters
-    def merge_adapters(self) -> None:
-        """Fold every strategy's deltas into the frozen weights; refuses before changing
+    def merge_adapters(self, task: Optional[str] = None) -> None:
+        """Fold every strategy's deltas into the frozen weights; with ``task``, those that
+        task computes (a per-task strategy's copies of that task). Refuses before changing
         anything when one of the strategies cannot merge."""
+        if task is not None and task not in self.tasks:
+            raise UnknownNameError(f'merge: no task {task!r}; tasks are {list(self.tasks)}',
+                                   task=task)
         for strategy in self.adapters:
-            strategy.check_mergeable()
+            if task is None:
+                strategy.check_mergeable()
+            else:
+                strategy.check_mergeable(task)
         for strategy in self.adapters:
-            strategy.merge(self)
+            if task is None:
+                strategy.merge(self)
+            else:
+                strategy.merge_task(self, task)
 
     def unmerge_adapters(self) -> None:
         """Undo ``merge_adapters`` (exact to fp32 rounding)."""

@@ -63,6 +63,11 @@ CASES: Dict[str, Case] = {
     'MTLoRA': Case(dict(rank=2, task_rank=3, scale=2.0, dropout=0.05, plus=True,
                         trainable_scales=True)),
     'DoRA': Case(dict(rank=2, alpha=4.0), (dict(targets=NOTHING), dict(trainable=NOTHING))),
+    # per task: injected tensors (LoRA's, with its dropout under vmap) and unfrozen
+    # pretrained ones (the position-bias tables)
+    'PerTask': Case(dict(strategy=dict(type='LoRA', rank=2, dropout=0.1,
+                                       trainable=['relative_position_bias']))),
+    'VPT': Case(dict(num_tokens=3, deep=True, dropout=0.1)),
 }
 
 load_plugins()  # their strategies join the walk
@@ -219,7 +224,7 @@ def test_trains_exactly_what_it_reports_and_names_it_with_its_prefix(name, train
     assert trainable(trained) == set(strategy.trained_names)
     assert set(strategy.trainable_state_dict(trained)) == set(strategy.trained_names)
     assert all(p.requires_grad for p in trained.heads.parameters())
-    prefixes = type(strategy).prefixes
+    prefixes = strategy.prefixes  # a wrapper (PerTask) adds the prefixes of what it wraps
     strays = [n for n in injected(trained) if not local_name(trained, n).startswith(prefixes)]
     assert strays == [], f'{name} declares prefixes {prefixes}'
 

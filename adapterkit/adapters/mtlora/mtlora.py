@@ -24,7 +24,8 @@ computed, and put back into the image layout, once (``layers/window_attention.py
 backward can cheaply redo is not kept: the task streams' MLP hidden layer, the dropped-out
 inputs of the shared low-rank branches of qkv, fc1 and fc2 (from the LayerNorm or GELU input
 their own backward keeps), and in the last blocks fc1's frozen product.
-``SwinBackbone.stream_tasks`` names the tasks.
+The strategy declares the task streams on the backbone (``backbone.streams``, the rules of
+``layers/streams.py``): born in the last blocks, ending at the merges in the taps.
 
 Parameter names follow the reference code (``lora_shared_A``, ``lora_tasks_A.<task>``, ...)
 while the frozen weights keep timm's names, so a released checkpoint converts by renaming
@@ -411,6 +412,7 @@ class MTLoRA(AdapterStrategy):
     """
 
     prefixes = ('lora_shared_', 'lora_tasks_', 'lora_task_scale', 'lora_norm')
+    task_streams = True
 
     def __init__(self, rank=64, task_rank=4, scale=4.0, task_scale=None, dropout=0.05,
                  shared_mode: str = 'matrix', trainable_scales: bool = False,
@@ -434,6 +436,9 @@ class MTLoRA(AdapterStrategy):
         stages = self._stages(backbone)
         tasks = [] if self.shared_mode == 'lora_only' else list(model.tasks)
         task_rank, task_scale = self._per_task(tasks)
+        # task streams born in the last blocks, ending at the merges in the taps
+        streams = backbone.streams.with_tasks(tasks, owner='MTLoRA') if tasks \
+            else backbone.streams
         for i, stage in enumerate(stages):
             shared = dict(rank=self.rank[i], scale=self.scale[i], dropout=self.dropout[i],
                           trainable_scales=self.trainable_scales)
@@ -455,8 +460,7 @@ class MTLoRA(AdapterStrategy):
             if self.plus and i + 1 < len(stages):  # the merge after stage i (timm: i + 1)
                 merge = stages[i + 1].downsample
                 merge.reduction = MTLoRALinear(merge.reduction, **shared)
-        if tasks:
-            backbone.stream_tasks = tasks
+        backbone.streams = streams
         self.mark_trainable(backbone, self._trained_names(backbone))
 
     def convert_state_dict(self, state_dict: dict) -> Optional[dict]:

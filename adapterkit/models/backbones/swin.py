@@ -5,7 +5,7 @@ Module and state-dict names equal timm's (``patch_embed.*``, ``layers.{i}.blocks
 classifier head and the final LayerNorm are dropped: the four taps never use them.
 """
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import timm
 import torch
@@ -13,14 +13,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from timm.models import checkpoint_seq
+from torch.utils.checkpoint import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoint_filter_fn
 
 from adapterkit.compat import load_checkpoint_file
-from adapterkit.errors import ConfigError, MissingFileError, UnknownNameError
+from adapterkit.errors import ConfigError, MissingFileError, StrategyError, UnknownNameError
 from adapterkit.models.checkpoint import check_keys
 from adapterkit.layers.projected_map import ProjectedMap
 from adapterkit.layers.recompute import recompute_in_backward
+from adapterkit.layers.streams import StreamPolicy, Streams, stack
 from adapterkit.registry import MODELS
 
 # A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the
@@ -38,10 +39,6 @@ def _unwrap(state_dict):
     if any(k.startswith(prefix) for k in state_dict):
         state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     return state_dict
-
-
-def _as_streams(out):
-    return out if isinstance(out, tuple) else (out,)
 
 
 def _gather(x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +85,22 @@ def _nchw(tap):
     # An NCHW view of the NHWC tokens (channels-last memory, as the reference hands its
     # decoders the maps): no copy, and convolution heads run faster on it.
     return tap if isinstance(tap, ProjectedMap) else tap.permute(0, 3, 1, 2)
+
+
+def _run_block(block: nn.Module, state: Streams) -> Streams:
+    """One block on the state: a block that takes streams gets the whole state; any other
+    the main stream's tensor, and it answers a tensor or the pair ``(shared, tasks)``."""
+    if getattr(block, 'takes_streams', False):
+        return block(state)
+    if state.tokens or (state.shared is not None and state.tasks is not None):
+        carried = list(state.tokens) or ['a shared and task streams']
+        raise StrategyError(f'SwinBackbone: a {type(block).__name__} takes one tensor, but the '
+                            f'streams carry {", ".join(carried)}: the strategy that adds them '
+                            f'must adapt every block to take the streams (takes_streams)')
+    out = block(state.main)
+    if isinstance(out, tuple):  # born here: the shared stream and the task streams
+        return Streams(*out)
+    return state.with_main(out)
 
 
 @MODELS.register_module()
@@ -150,9 +163,10 @@ class SwinBackbone(BaseModule):
         # before init_weights() loads the file; their layers keep the wrapped layers' names
         # and only add new parameters, which a pretrained file does not have.
         self._pretrained_keys = frozenset(self.state_dict())
-        # Set by a strategy whose last blocks answer one stream per task (MTLoRA): the
-        # tasks of those streams, in their stacking order. None: one shared stream.
-        self.stream_tasks: Optional[List[str]] = None
+        # The rules of the streams (layers/streams.py), set by a strategy that gives the tasks
+        # streams of their own (MTLoRA, PerTask) or carries tokens (VPT); by default one
+        # shared stream.
+        self.streams = StreamPolicy()
         self.set_grad_checkpointing(with_cp)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -161,14 +175,10 @@ class SwinBackbone(BaseModule):
         for stage in self.layers:
             stage.grad_checkpointing = enable
 
-    @staticmethod
-    def _blocks(stage, x):
-        """A stage's blocks, each checkpointed when the stage's ``grad_checkpointing`` is on.
-        Non-reentrant checkpointing, so that adapters inside frozen blocks still get their
-        gradients when the input (e.g. a frozen patch embedding's output) needs none."""
-        if stage.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint_seq(stage.blocks, x, use_reentrant=False)
-        return stage.blocks(x)
+    @property
+    def stream_tasks(self) -> Optional[List[str]]:
+        """The tasks of the task streams, in their stacking order; None: one shared stream."""
+        return None if self.streams.tasks is None else list(self.streams.tasks)
 
     @property
     def out_channels(self):
@@ -182,51 +192,95 @@ class SwinBackbone(BaseModule):
 
     def forward_features(self, x):
         """The shared pyramid: four NCHW maps."""
-        return [_nchw(streams[0]) for streams in self._taps(x)]
+        taps = self._taps(x)
+        if any(shared is None for shared, _ in taps):
+            raise StrategyError('SwinBackbone: no shared pyramid: every task has a stream of its '
+                                'own from the start; call forward(x, tasks)')
+        return [_nchw(shared) for shared, _ in taps]
 
     def forward(self, x, tasks, projected=False):
         """Return ``{task: [4 maps]}``. Without task streams every task gets the same list
-        object; with them (``stream_tasks``) each task gets the maps of its own stream.
-        ``projected``: a task stream's merges may come as ``ProjectedMap`` (for heads that
-        read them), with the merge's reduction not yet applied."""
+        object; with them (``stream_tasks``) each task gets the maps of its own stream where
+        it has one. ``projected``: a task stream's merges may come as ``ProjectedMap`` (for
+        heads that read them), with the merge's reduction not yet applied."""
         taps = self._taps(x, projected)
-        if self.stream_tasks is None:
-            shared = [_nchw(streams[0]) for streams in taps]
+        if self.streams.tasks is None:
+            shared = [_nchw(shared) for shared, _ in taps]
             return {task: shared for task in tasks}
-        unknown = [task for task in tasks if task not in self.stream_tasks]
+        unknown = [task for task in tasks if task not in self.streams.tasks]
         if unknown:
             raise UnknownNameError(f'SwinBackbone: no stream for task {unknown[0]!r}; the '
                                    f'backbone was adapted for {self.stream_tasks}',
                                    task=unknown[0])
         pyramids = {}
         for task in tasks:
-            index = self.stream_tasks.index(task)
-            pyramids[task] = [_nchw(streams[0] if len(streams) == 1 else streams[1][index])
-                              for streams in taps]
+            index = self.streams.tasks.index(task)
+            pyramids[task] = [_nchw(shared if per_task is None else per_task[index])
+                              for shared, per_task in taps]
         return pyramids
 
     def _taps(self, x, projected=False):
-        """The four taps, each as its streams: ``(shared,)``, or ``(shared, per_task)``
-        after a block that answers task streams (the pair of ``MTLoRABlock``: tasks stacked
-        task-major, T*B rows), per_task one map per stream task. The merge after such a
-        block maps every stream (PatchMerging is per sample), while the next stage
-        continues from the shared stream only, so task streams never cross stages. Maps are
-        NHWC tensors, or ``ProjectedMap`` where ``projected`` allows it."""
-        x = self._blocks(self.layers[0], self.patch_embed(x))  # stage 0 has no merge in timm
+        """The four taps, each the pair ``(shared, per_task)``: the shared stream's map (None
+        once every task has a stream of its own) and one map per stream task (None before
+        the tasks part ways).
+
+        The units run in order on a ``Streams`` state, by the rules of ``self.streams``
+        (``layers/streams.py``): the task streams start by stacking before the unit the
+        policy names, or are answered by blocks (MTLoRA's pair ``(shared, tasks)``). A merge
+        maps every stream (PatchMerging is per sample) and the tokens by their rules; task
+        streams cross into the next stage where the policy says so, otherwise the next
+        stage continues from the shared stream and they end in the taps. Maps are NHWC
+        tensors, or ``ProjectedMap`` where ``projected`` allows it (task streams that end
+        at the merge)."""
+        state = self._enter('patch_embed', Streams(shared=x))
+        state = state.with_main(self.patch_embed(state.main))
+        for name, start in self.streams.token_starts.items():
+            state = state.with_tokens(**{name: start(self, state.main)})
         taps = []
-        for stage in self.layers[1:]:
-            # timm's merge opens the next stage; its output is "after stage i's merge"
-            shared, *tasks = _as_streams(x)
-            streams = (_merge(stage.downsample, shared),)
-            if tasks:
-                count = len(self.stream_tasks)
-                per_task = projected and _projected_merges(stage.downsample, tasks[0], count)
-                streams += (per_task or _merge(stage.downsample, tasks[0]).chunk(count),)
-            taps.append(streams)
-            x = self._blocks(stage, streams[0])
-        shared, *tasks = _as_streams(x)
-        taps.append((shared, tasks[0].chunk(len(self.stream_tasks))) if tasks else (shared,))
+        for i, stage in enumerate(self.layers):
+            if i:  # timm's merge opens stage i: its output is "after stage i-1's merge"
+                state, tap = self._cross(stage.downsample, f'layers.{i}.downsample', state,
+                                         projected)
+                taps.append(tap)
+            for j, block in enumerate(stage.blocks):
+                state = self._enter(f'layers.{i}.blocks.{j}', state)
+                if stage.grad_checkpointing and torch.is_grad_enabled():
+                    # non-reentrant, so that adapters inside frozen blocks still get their
+                    # gradients when the input (a frozen patch embedding's output) needs none
+                    state = checkpoint(_run_block, block, state, use_reentrant=False)
+                else:
+                    state = _run_block(block, state)
+        taps.append((state.shared, self._split(state.tasks)))
         return taps
+
+    def _enter(self, unit: str, state: Streams) -> Streams:
+        """The state before ``unit``: stacked into the task streams where they start."""
+        if unit == self.streams.start and state.tasks is None:
+            return stack(state, self.streams.count)
+        return state
+
+    def _cross(self, merge: nn.Module, unit: str, state: Streams, projected: bool
+               ) -> Tuple[Streams, tuple]:
+        """The state after the stage merge ``merge`` (named ``unit``), and its tap."""
+        state = self._enter(unit, state)
+        policy = self.streams
+        shared = None if state.shared is None else _merge(merge, state.shared)
+        tasks = per_task = None
+        if state.tasks is not None and policy.through_stages:
+            tasks = _merge(merge, state.tasks)
+            per_task = self._split(tasks)
+        elif state.tasks is not None:  # they end here, in the taps
+            per_task = projected and _projected_merges(merge, state.tasks, policy.count)
+            per_task = per_task or self._split(_merge(merge, state.tasks))
+        tokens = {name: policy.token_merges[name](merge, value)
+                  for name, value in state.tokens.items()}
+        state = Streams(shared, tasks).with_tokens(
+            **{name: value for name, value in tokens.items() if value is not None})
+        return state, (shared, per_task)
+
+    def _split(self, tasks: Optional[torch.Tensor]):
+        # chunk, not slices: backward then joins the streams' gradients in one copy
+        return None if tasks is None else tasks.chunk(self.streams.count)
 
     def init_weights(self):
         first_call = not self._is_init

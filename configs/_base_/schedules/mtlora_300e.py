@@ -13,7 +13,9 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={'relative_position_bias_table': dict(decay_mult=0.0)}))
+        # per-task copies of biases (PerTask: a 2-D stack of the 1-D bias) as the biases
+        custom_keys={'relative_position_bias_table': dict(decay_mult=0.0),
+                     'pertask_bias': dict(decay_mult=0.0)}))
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=20,
