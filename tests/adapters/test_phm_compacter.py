@@ -2,10 +2,13 @@
 formulas written out here (explicit Kronecker products and rank-one sums), the shared rules,
 the initialisation, the counts at paper size and the bad options."""
 import math
+import os.path as osp
 from pathlib import Path
 
 import pytest
+import timm
 import torch
+from safetensors.torch import load_file
 
 from adapterkit import build_model, count_parameters, load_config
 
@@ -248,3 +251,37 @@ def test_counts_on_swin_t_448_are_the_documented_formulas(config, added, formula
 def test_bad_options_are_one_clear_error(tiny_model, adapter, message):
     with pytest.raises(ValueError, match=message):
         tiny_model(adapter)
+
+
+# ------------------------------------------------------------------ through the CLI
+def test_compacter_quickstart_resumes_and_exports_its_shared_rule(cli, data_options,
+                                                                 synth_root, tmp_path):
+    """Training, evaluation and the export refusal of every quickstart are walked in
+    tests/test_strategy_configs.py; here the one tensor outside the blocks (the shared rule)
+    goes through a resume and an adapter-only export."""
+    config = 'configs/quickstart/compacter_swin-mini_synthetic-128.py'
+    pretrained = str(tmp_path / 'swin_mini.pth')
+    torch.manual_seed(0)
+    torch.save(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False,
+                                 num_classes=0, img_size=128, embed_dim=32,
+                                 depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+                                 window_size=4).state_dict(), pretrained)
+    work_dir = str(tmp_path / 'run')
+    options = [f'model.backbone.pretrained={pretrained}', 'train_cfg.val_interval=100']
+    cli('train', config, '--work-dir', work_dir, *data_options(synth_root, 2), *options)
+    proc = cli('train', config, '--work-dir', work_dir, '--resume',
+               *data_options(synth_root, 3), *options)
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+
+    def rule(iteration):
+        state = torch.load(osp.join(work_dir, f'iter_{iteration}.pth'), weights_only=False)
+        return state['state_dict']['backbone.compacter.rule']
+    assert rule(3).shape == (1, 4, 4, 4) and not torch.equal(rule(3), rule(2))
+
+    out = str(tmp_path / 'compacter.safetensors')
+    cli('export', config, osp.join(work_dir, 'iter_3.pth'), out, '--adapter-only',
+        *data_options(synth_root, 3), *options)
+    saved = load_file(out)
+    assert torch.equal(saved['backbone.compacter.rule'], rule(3))
+    assert all(k.startswith(('backbone.compacter.', 'heads.')) or '.compacter.' in k
+               for k in saved)
