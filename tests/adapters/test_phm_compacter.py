@@ -199,6 +199,17 @@ def test_initialisation_is_the_authors(tiny_model):
                 assert 0 < param.abs().max() <= bound, name
 
 
+def test_presets_stack_with_a_plain_adapter_on_the_same_sublayers(tiny_model):
+    model = tiny_model([dict(type='Adapter'), dict(type='Compacter', placement='pfeiffer')])
+    mlp = model.backbone.layers[1].blocks[0].mlp
+    assert hasattr(mlp, 'adapter') and hasattr(mlp, 'compacter')
+    trainable = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
+    assert trainable == set(model.adapters[0].trained_names) | set(
+        model.adapters[1].trained_names)
+    assert 'compacter.rule' in trainable and 'layers.1.blocks.0.mlp.adapter.up.weight' in \
+        trainable
+
+
 # ------------------------------------------------------------------ counts at paper size
 SWIN_T = ((96, 2), (192, 2), (384, 6), (768, 2))  # (width d, blocks) per stage
 DECODERS = 1_946_624
