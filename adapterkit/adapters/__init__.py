@@ -1,6 +1,7 @@
 from .base import TRAINABLE_ALIASES, AdapterStrategy, NotMergeableError
 from .bitfit import BitFit
-from .bottleneck import Adapter, BottleneckAdapter
+from .bottleneck import (Adapter, BottleneckAdapter, Compacter, CompacterPlusPlus,
+                         LowRankAdapter, PHMAdapter)
 from .decoder_only import DecoderOnly
 from .full import Full
 from .lora import SWIN_BLOCK_LINEARS, LoRA, LoRAConv2d, LoRALinear
@@ -10,5 +11,6 @@ from .vpt import VPT
 
 __all__ = ['AdapterStrategy', 'NotMergeableError', 'TRAINABLE_ALIASES', 'Full', 'DecoderOnly',
            'LoRA', 'LoRALinear', 'LoRAConv2d', 'SWIN_BLOCK_LINEARS', 'Adapter',
-           'BottleneckAdapter', 'BitFit', 'MTLoRA', 'MTLoRALinear', 'MTLoRABlock', 'PerTask',
+           'BottleneckAdapter', 'PHMAdapter', 'Compacter', 'CompacterPlusPlus',
+           'LowRankAdapter', 'BitFit', 'MTLoRA', 'MTLoRALinear', 'MTLoRABlock', 'PerTask',
            'VPT']

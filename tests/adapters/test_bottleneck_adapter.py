@@ -79,7 +79,8 @@ def test_bad_targets_are_one_clear_error(tiny_model):
         tiny_model(dict(type='Adapter', targets=r'layers\.0\.blocks\.0\.norm1'))
     with pytest.raises(ValueError, match=r"target pattern 'layers\\\\.9\\\\..\*' matches no"):
         tiny_model(dict(type='Adapter', targets=r'layers\.9\..*'))
-    with pytest.raises(ValueError, match=r'layers\.0\.blocks\.0\.mlp has an adapter already'):
+    with pytest.raises(ValueError, match=r"layers\.0\.blocks\.0\.mlp has an adapter 'adapter' "
+                                         r"already"):
         tiny_model([dict(type='Adapter'), dict(type='Adapter', placement='pfeiffer')])
 
 
