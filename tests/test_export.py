@@ -51,9 +51,9 @@ def test_adapter_only_files_that_do_not_fit_are_refused(tiny_model, tiny_pretrai
     path = str(tmp_path / 'lora_r2.safetensors')
     save_adapter(tiny_model(dict(type='LoRA', rank=2), pretrained=tiny_pretrained), path)
     other = tiny_model(dict(type='LoRA', rank=4), pretrained=tiny_pretrained)
-    with pytest.raises(ValueError, match=r'lora_r2\.safetensors: does not fit the model of the '
-                                         r'config: 32 shape mismatches .*lora_A \(2, 16\) vs '
-                                         r'\(4, 16\)'):
+    with pytest.raises(ValueError, match=r'lora_r2\.safetensors: does not fit the adapter-only '
+                                         r'part of the model of the config: 32 shape mismatches '
+                                         r'.*lora_A \(2, 16\) vs \(4, 16\)'):
         load_adapter(other, path)
     with pytest.raises(ValueError, match='model.backbone.pretrained is not set'):
         save_adapter(tiny_model(dict(type='LoRA', rank=2)), str(tmp_path / 'x.safetensors'))

@@ -17,6 +17,7 @@ from ..adapters.base import AdapterStrategy
 from ..errors import ConfigError, StrategyError, UnknownNameError
 from ..layers.projected_map import materialize
 from ..registry import ADAPTERS, MODELS
+from .checkpoint import check_on_load
 from ..tasks.base import build_tasks
 
 ConfigType = Union[dict, None]
@@ -134,8 +135,9 @@ class MultiTaskModel(BaseModel):
             for module in (self.backbone, *self.heads.values()):
                 module.compile(**options)
         # A strategy may read checkpoints of its method's own layout (converted on the way
-        # in: AdapterStrategy.convert_state_dict).
+        # in: AdapterStrategy.convert_state_dict); then every load is strict (checkpoint.py).
         self.register_load_state_dict_pre_hook(_convert_on_load)
+        self.register_load_state_dict_pre_hook(check_on_load)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
