@@ -52,7 +52,8 @@ def cmd_test(args) -> int:
     if not osp.exists(checkpoint):
         raise MissingFileError(f'checkpoint not found: {checkpoint}', file=checkpoint)
     cfg = _test_config(config, checkpoint, args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(config or checkpoint)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(
+        (config or checkpoint).rstrip('/'))
     prepare_launch(cfg, args.launcher)
     # adapterkit loads every kind of checkpoint itself, strictly (models/files.py): mmengine
     # would only warn about keys that do not fit, and leave an adapter's backbone random

@@ -157,8 +157,15 @@ def check_on_load(model: nn.Module, state_dict: dict, prefix: str, local_metadat
     """``load_state_dict`` pre-hook of the model (after the strategies' converters): the
     state must be the whole model, its adapter-only part (the pretrained backbone is loaded
     under it here, and it must be the one it was trained on) or a merged export; anything
-    else stops the load with one line naming the keys that do not fit."""
+    else stops the load with one line naming the keys that do not fit.
+
+    It checks every state read from a file (adapterkit's loaders and ``compat`` mark it in
+    the metadata) and every other load, mmengine's ``load_from`` and ``resume`` included,
+    but one that a program asks for itself with ``model.load_state_dict(state,
+    strict=False)`` (``MultiTaskModel.load_state_dict`` marks it): that is left to it."""
     info = local_metadata.get(FILE_INFO) or {}
+    if getattr(model, 'lenient_load', False) and not info:
+        return
     path = info.get('path') or 'the loaded state dict'
     state = {key[len(prefix):]: value for key, value in state_dict.items()
              if isinstance(key, str) and key.startswith(prefix)}

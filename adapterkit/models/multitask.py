@@ -194,6 +194,15 @@ class MultiTaskModel(BaseModel):
                               task=missing[0])
         return gt
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """torch's, under adapterkit's check of what is loaded (``checkpoint.check_on_load``),
+        which a direct call with ``strict=False`` on a state of the program's own skips."""
+        self.lenient_load = not strict
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        finally:
+            self.lenient_load = False
+
     # ----------------------------------------------------------- adapters
     def merge_adapters(self) -> None:
         """Fold every strategy's deltas into the frozen weights; refuses before changing

@@ -270,6 +270,13 @@ def test_inspect_says_what_every_kind_of_file_holds(tmp_path, tiny_model, pretra
     fields, _ = inspect(pretrained[0], capsys)
     assert fields['kind'] == 'Swin weights (timm layout)'
     assert fields['depths'] == '[1, 1, 1, 1]' and fields['embed_dim'] == '16'
+    microsoft = str(tmp_path / 'microsoft.pth')  # a stage's merge at its end, under 'model'
+    torch.save(dict(model={re.sub(r'^layers\.(\d)\.downsample\.', lambda m: f'layers.'
+                                  f'{int(m.group(1)) - 1}.downsample.', k): v
+                           for k, v in timm_swin(0).state_dict().items()}), microsoft)
+    fields, _ = inspect(microsoft, capsys)
+    assert fields['kind'] == "Swin weights (microsoft layout)" and fields['tensors'] == str(
+        len(timm_swin(0).state_dict()))
 
     torch.save({'x': torch.zeros(1)}, tmp_path / 'x.pth')
     with pytest.raises(CheckpointError, match=r'x\.pth: no known layout; adapterkit reads'):

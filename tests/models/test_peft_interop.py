@@ -194,3 +194,25 @@ def test_inspect_describes_peft_folders(tiny_model, pretrained, tmp_path):
     peft_model.save_pretrained(str(tmp_path / 'resaved'))
     fields = describe(str(tmp_path / 'resaved'))
     assert fields['heads'].startswith('none') and fields['adapter_parameters'] == lora
+
+
+def test_the_cli_exports_a_peft_folder_and_refuses_merge_with_it(tiny_model, pretrained,
+                                                                 tmp_path, capsys):
+    from adapterkit.cli import main
+    config = tmp_path / 'tiny_lora.py'
+    config.write_text(f"model = dict(type='MultiTaskModel', tasks=['semseg', 'normals'], "
+                      f"adapter={LORA!r}, head=dict(type='HRNetHead'), backbone=dict("
+                      f"type='SwinBackbone', img_size=64, pretrained={pretrained!r}, "
+                      f"embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), "
+                      f"window_size=4))\n")
+    model = trained(tiny_model(LORA, pretrained=pretrained)).float()
+    checkpoint = str(tmp_path / 'iter_4.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=4)), checkpoint)
+    out = str(tmp_path / 'peft_out')
+    assert main(['export', str(config), checkpoint, out, '--format', 'peft']) == 0
+    assert f'wrote the peft adapter folder of {checkpoint} to {out}' in capsys.readouterr().out
+    back = tiny_model(LORA, pretrained=pretrained)
+    load_weights(back, out)
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert main(['export', str(config), checkpoint, out, '--format', 'peft', '--merge']) == 2
+    assert '--merge writes adapterkit files only' in capsys.readouterr().err
