@@ -178,12 +178,16 @@ def check_on_load(model: nn.Module, state_dict: dict, prefix: str, local_metadat
             state_dict.pop(prefix + key, None)
         return
     adapter = adapter_state_dict(model)
-    if not _problems(state, adapter):
-        pretrained = _pretrained_file(model)
-        if not info.get('allow_other_backbone'):
-            _check_base(path, info, pretrained)
-        model.backbone.load_pretrained(pretrained)
-        return
+    if _problems(state, adapter):
+        _refuse(path, state, full, adapter)
+    pretrained = _pretrained_file(model)  # an adapter-only state sits on it: load it first
+    if not info.get('allow_other_backbone'):
+        _check_base(path, info, pretrained)
+    model.backbone.load_pretrained(pretrained)
+
+
+def _refuse(path: str, state: dict, full: dict, adapter: dict) -> None:
+    """One line for a state that fits neither the model nor its adapter-only part."""
     source = state.get('model') if isinstance(state.get('model'), dict) else state
     if is_mtlora_reference(source):
         raise CheckpointError(
