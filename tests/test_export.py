@@ -157,7 +157,8 @@ def test_runner_checkpoints_resume_training_exactly(cli, lora_run, tmp_path):
         assert torch.equal(resumed['state_dict'][key], value), key
 
 
-def test_cli_exports_and_tests_an_adapter_only_file(cli, val_scalars, lora_run, tmp_path):
+def test_cli_exports_an_adapter_only_file_that_evaluates_alone(cli, val_scalars, lora_run,
+                                                               tmp_path):
     checkpoint = osp.join(lora_run['work_dir'], 'iter_4.pth')
     adapter = str(tmp_path / 'lora.safetensors')
     proc = cli('export', QUICKSTART_LORA, checkpoint, adapter, '--adapter-only',
@@ -168,34 +169,9 @@ def test_cli_exports_and_tests_an_adapter_only_file(cli, val_scalars, lora_run, 
     saved = load_file(adapter)
     assert all('lora_' in k or k.startswith('heads.') for k in saved)
 
-    # `test` on the adapter-only file reproduces the validation metrics of training.
-    out = str(tmp_path / 'metrics.json')
-    cli('test', QUICKSTART_LORA, adapter, '--work-dir', str(tmp_path / 'test'), '--out', out,
-        *lora_run['options'])
-    with open(out) as f:
-        tested = json.load(f)
-    logged = val_scalars(lora_run['work_dir'])
-    for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mean'):
-        assert tested[key] == pytest.approx(logged[key], abs=1e-6), key
-
-
-def test_cli_merge_export_loads_into_plain_timm(cli, lora_run, tmp_path):
-    merged = str(tmp_path / 'merged.safetensors')
-    cli('export', QUICKSTART_LORA, osp.join(lora_run['work_dir'], 'iter_4.pth'), merged,
-        '--merge', *lora_run['options'])
-    state = load_file(merged)
-    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    assert timm_swin(128, **MINI).load_state_dict(backbone, strict=True)
-    assert read_metadata(merged)['adapterkit_format'] == 'merged'
-
-
-def test_an_adapter_only_file_alone_evaluates_with_the_config_it_stores(cli, val_scalars, lora_run,
-                                                                      tmp_path):
-    adapter = str(tmp_path / 'lora.safetensors')
-    cli('export', QUICKSTART_LORA, osp.join(lora_run['work_dir'], 'iter_4.pth'), adapter,
-        '--adapter-only', *lora_run['options'])
+    # `test FILE` alone (data roots and the pretrained file come from the stored config)
+    # reproduces the validation metrics of training
     out, show = str(tmp_path / 'metrics.json'), str(tmp_path / 'show')
-    # no config and no options: data roots and the pretrained file come from the file
     cli('test', adapter, '--work-dir', str(tmp_path / 'test'), '--out', out, '--show-dir', show)
     with open(out) as f:
         tested = json.load(f)
@@ -222,11 +198,16 @@ def test_an_adapter_only_file_alone_evaluates_with_the_config_it_stores(cli, val
     assert not osp.exists(tmp_path / 'other.json')
 
 
-def test_a_merged_export_alone_evaluates_like_the_trained_model(cli, val_scalars, lora_run,
-                                                               tmp_path):
+def test_cli_merge_export_loads_into_plain_timm_and_evaluates_alone(cli, val_scalars, lora_run,
+                                                                    tmp_path):
     merged = str(tmp_path / 'merged.safetensors')
     cli('export', QUICKSTART_LORA, osp.join(lora_run['work_dir'], 'iter_4.pth'), merged,
         '--merge', *lora_run['options'])
+    state = load_file(merged)
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    assert timm_swin(128, **MINI).load_state_dict(backbone, strict=True)
+    assert read_metadata(merged)['adapterkit_format'] == 'merged'
+
     out = str(tmp_path / 'metrics.json')
     cli('test', merged, '--work-dir', str(tmp_path / 'test'), '--out', out)
     with open(out) as f:

@@ -162,9 +162,10 @@ def check_on_load(model: nn.Module, state_dict: dict, prefix: str, local_metadat
     It checks every state read from a file (adapterkit's loaders and ``compat`` mark it in
     the metadata) and every other load, mmengine's ``load_from`` and ``resume`` included,
     but one that a program asks for itself with ``model.load_state_dict(state,
-    strict=False)`` (``MultiTaskModel.load_state_dict`` marks it): that is left to it."""
+    strict=False)`` (``MultiTaskModel.load_state_dict`` marks it): that is left to it, as
+    is a load inside FSDP (``_sharded``)."""
     info = local_metadata.get(FILE_INFO) or {}
-    if getattr(model, 'lenient_load', False) and not info:
+    if getattr(model, 'lenient_load', False) and not info or _sharded(model, prefix):
         return
     path = info.get('path') or 'the loaded state dict'
     state = {key[len(prefix):]: value for key, value in state_dict.items()
@@ -200,6 +201,14 @@ def _refuse(path: str, state: dict, full: dict, adapter: dict) -> None:
                   (adapter, 'the adapter-only part of the model of the config')),
                  key=lambda pair: len(_problems(state, pair[0])))
     check_keys(path, state, *closer)
+
+
+def _sharded(model: nn.Module, prefix: str) -> bool:
+    """True inside FSDP (the model under a wrapper's prefix, or blocks wrapped in it): its
+    parameters are flat shards whose state dict is a collective, so the check is left to
+    FSDP's own load."""
+    return bool(prefix) or any(type(m).__name__ == 'FullyShardedDataParallel'
+                               for m in model.modules())
 
 
 def _problems(state: dict, expected: dict) -> set:
