@@ -1,5 +1,5 @@
 """The ``adapterkit`` command: train, test, synth, params, export, inspect, bench,
-convert-mtlora, compare, demo, plugins."""
+bench-data, convert-mtlora, compare, demo, plugins."""
 import argparse
 import json
 import os.path as osp
@@ -93,10 +93,20 @@ def _test_config(config: Optional[str], checkpoint: str, cfg_options):
 def cmd_synth(args) -> int:
     from .datasets.synthetic import synthesize
     synthesize(args.out, num_train=args.num_train, num_val=args.num_val, size=args.size,
-               seed=args.seed)
+               seed=args.seed, style=args.style, layout=args.layout)
+    size = 'x'.join(map(str, args.size)) if isinstance(args.size, tuple) else f'{args.size}px'
+    layout = 'NYUD-MT' if args.layout == 'nyud' else 'PASCAL-MT'
     print(f'wrote {args.num_train} train + {args.num_val} val synthetic scenes '
-          f'({args.size}px, seed {args.seed}) to {args.out}')
+          f'({size}, seed {args.seed}, {layout} layout) to {args.out}')
     return 0
+
+
+def _synth_size(text: str):
+    """'S' (square) or 'HxW'."""
+    parts = text.lower().split('x')
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f'expected S or HxW (e.g. 128 or 96x128), got {text!r}')
+    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
 
 
 def cmd_params(args) -> int:
@@ -166,6 +176,14 @@ def cmd_bench(args) -> int:
                    threads=args.threads, tasks=tasks, cfg_options=args.cfg_options,
                    amp=args.amp)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def cmd_bench_data(args) -> int:
+    from .datasets.bench import bench_data, format_data_report
+    result = bench_data(args.config, workers=args.workers, images=args.images,
+                        repeats=args.repeats, batch=args.batch, cfg_options=args.cfg_options)
+    print(json.dumps(result, indent=2) if args.json else format_data_report(result))
     return 0
 
 
@@ -269,12 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser('synth', help='write the synthetic data set in the PASCAL-MT layout')
-    p.add_argument('out')
-    p.add_argument('--num-train', type=int, default=200)
-    p.add_argument('--num-val', type=int, default=50)
-    p.add_argument('--size', type=int, default=128)
-    p.add_argument('--seed', type=int, default=0)
+    p = sub.add_parser('synth', help='write a synthetic data set in the PASCAL-MT layout '
+                       '(or NYUD-MT with --layout nyud); docs/data.md')
+    p.add_argument('out', help='the folder to write (replaced if an earlier synth wrote it)')
+    p.add_argument('--layout', choices=['pascal', 'nyud'], default='pascal',
+                   help='PASCAL-MT scenes or NYUD-MT rooms (default: pascal)')
+    p.add_argument('--num-train', type=int, default=200, help='train images (default: 200)')
+    p.add_argument('--num-val', type=int, default=50, help='val images (default: 50)')
+    p.add_argument('--size', type=_synth_size, default=128, metavar='S|HxW',
+                   help='image size, square or height x width (default: 128)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='the same seed writes the same bytes (default: 0)')
+    p.add_argument('--style', choices=['default', 'pretrain'], default='default',
+                   help='pretrain: a disjoint scene distribution for a pretraining stage')
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('params', help='count total and trainable parameters of a config')
@@ -321,6 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help='mixed precision, as train --amp (bf16 autocast on CPU)')
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser('bench-data', help="images per second of a config's train data "
+                       'pipeline (loading, transforms, packing), per worker and per CPU-second')
+    config_args(p)
+    p.add_argument('--workers', type=int, default=0,
+                   help='DataLoader worker processes (default: 0, in this process)')
+    p.add_argument('--images', type=int, default=64,
+                   help='the first N images of the train set are read each pass (default: 64)')
+    p.add_argument('--repeats', type=int, default=3,
+                   help='timed passes after one untimed pass; the median is reported (default: 3)')
+    p.add_argument('--batch', type=int, help="batch size (default: the config's, at most N)")
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=cmd_bench_data)
 
     p = sub.add_parser('convert-mtlora', help='turn a checkpoint of the MTLoRA reference code '
                        '(scale-lab/MTLoRA) into an adapterkit checkpoint')
@@ -369,7 +407,7 @@ def _error_line(err: BaseException) -> Optional[str]:
 
 
 # Commands that train or evaluate; on CPU they keep freed memory (engine/cpu_malloc.py).
-_COMPUTING = ('train', 'test', 'bench', 'compare', 'demo')
+_COMPUTING = ('train', 'test', 'bench', 'bench-data', 'compare', 'demo')
 
 
 def main(argv: Optional[List[str]] = None) -> int:

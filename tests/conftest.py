@@ -94,11 +94,14 @@ def tiny_model():
 
 
 @pytest.fixture
-def c_compiler():
-    """Skip the test where no C compiler ($CC, else cc) can build adapterkit's kernels."""
+def c_compiler(monkeypatch):
+    """Skip the test where no C compiler ($CC, else cc) can build adapterkit's kernels; where
+    one can, the kernels are on for the test (they are what it tests), also when the suite
+    runs with ``ADAPTERKIT_NATIVE=0`` to keep them out of everything else."""
     from adapterkit.layers import native
     if native.compiler() is None:
         pytest.skip('no C compiler ($CC, else cc) to build the C kernels')
+    monkeypatch.delenv(native.ENV, raising=False)
 
 
 @pytest.fixture(params=['pytorch', 'kernels'])

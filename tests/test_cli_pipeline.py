@@ -27,8 +27,10 @@ def test_train_test_resume_roundtrip(cli, data_options, val_scalars, synth_root,
         *data_options(synth_root, 4))
     with open(out) as f:
         tested = json.load(f)
+    # the same float32 computation on the same weights, images, batches and threads: the
+    # same bits, and the metrics reduce them in the same order
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mean'):
-        assert tested[key] == pytest.approx(logged[key], abs=1e-6), key
+        assert tested[key] == logged[key], key
     for task in ('semseg', 'human_parts', 'sal', 'normals'):
         assert len(glob.glob(osp.join(show, task, '*.png'))) == 4
 

@@ -1,8 +1,9 @@
-"""Data sets (PASCAL-MT layout), multi-task transforms and the synthetic data generator."""
+"""Data sets (PASCAL-MT, NYUD-MT), multi-task transforms and the synthetic data generator."""
+from .nyud_mt import NYUDMTDataset
 from .pascal_mt import PascalMTDataset
 from .synthetic import synthesize
-from .transforms import (MultiTaskRandomFlip, MultiTaskRandomScaleRotate, MultiTaskResize,
-                         PackMultiTaskInputs)
+from .transforms import (MultiTaskRandomAffine, MultiTaskRandomFlip, MultiTaskRandomScaleRotate,
+                         MultiTaskResize, PackMultiTaskInputs)
 
-__all__ = ['PascalMTDataset', 'MultiTaskRandomFlip', 'MultiTaskRandomScaleRotate',
-           'MultiTaskResize', 'PackMultiTaskInputs', 'synthesize']
+__all__ = ['NYUDMTDataset', 'PascalMTDataset', 'MultiTaskRandomAffine', 'MultiTaskRandomFlip',
+           'MultiTaskRandomScaleRotate', 'MultiTaskResize', 'PackMultiTaskInputs', 'synthesize']

@@ -11,7 +11,10 @@ Layout under ``data_root`` (see docs and ``shared/reference/PASCAL_MT.md``)::
     pascal-context/trainval/<id>.mat     'LabelMap' (459 Context classes): edges, normals mask
     json/nyu_classes.json, json/context_classes.json   normals validity (see below)
 
-Only the files of the selected tasks are required and read.
+Only the files of the selected tasks are required and read. Every one of them is checked
+when the data set is built (present, not empty, not truncated: ``files.check_file``), so a
+broken file stops the run before training with one line naming it; a file that passes the
+check but cannot be decoded is named when it is read.
 
 Decisions worth knowing:
 
@@ -23,6 +26,9 @@ Decisions worth knowing:
   Invalid and zero-length pixels hold 255.0 in all three channels.
 * Images without an annotated person get an all-255 (ignored) human-parts map, so they add
   nothing to the human-parts loss or metric.
+* The human-parts map of an image is rasterised from its PASCAL-Part .mat once and then read
+  from a PNG cache (``files.DerivedCache``; by default ``<data_root>/.cache``): parsing the
+  .mat struct costs more than the rest of loading an image. The same goes for edges.
 * Edges are ``thin(|Laplacian(LabelMap)| > 0)`` like the reference, which uses
   ``skimage.morphology.thin``. scikit-image is not a dependency, so :func:`thin` implements the
   same two-subiteration algorithm (Guo & Hall 1989, as described by Lam, Lee & Suen 1992) in
@@ -31,16 +37,15 @@ Decisions worth knowing:
 """
 import json
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
-import scipy.io
 from mmengine.dataset import BaseDataset
-from PIL import Image
 
-from ..errors import ConfigError, DataError, MissingFileError
+from ..errors import ConfigError, MissingFileError
 from ..registry import DATASETS, TASKS
+from .files import DatasetError, DerivedCache, check_files, read_label_png, read_mat, read_rgb
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
@@ -89,6 +94,9 @@ class PascalMTDataset(BaseDataset):
         pipeline: transforms applied to each loaded item.
         normals_valid_classes: Context ids whose pixels keep their normals; by default taken
             from the json files in ``data_root/json`` (see the module docstring).
+        cache_dir: where derived label maps are cached (None: ``<data_root>/.cache``; False:
+            no cache).
+        check_files: check every needed file's header and length when the data set is built.
         **kwargs: the other ``mmengine.dataset.BaseDataset`` arguments.
     """
 
@@ -100,27 +108,26 @@ class PascalMTDataset(BaseDataset):
                  tasks: Sequence[str] = ('semseg', 'human_parts', 'sal', 'normals'),
                  pipeline: Sequence = (),
                  normals_valid_classes: Optional[Sequence[int]] = None,
+                 cache_dir: Union[str, None, bool] = None,
+                 check_files: bool = True,
                  **kwargs):
         self.tasks = check_tasks(tasks)
         self.split = split
         self._explicit_normals_classes = normals_valid_classes
         self.normals_valid_classes: Optional[np.ndarray] = None
+        self._cache_dir, self._check_files = cache_dir, check_files
         metainfo = dict(kwargs.pop('metainfo', None) or {}, tasks=self.tasks)
         super().__init__(data_root=data_root, pipeline=list(pipeline), metainfo=metainfo,
                          **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        """Read the split file and the paths of every needed file, checking they all exist."""
+        """Read the split file and the paths of every needed file, checking them all."""
+        ids = read_split(self.data_root, osp.join('ImageSets', 'Context', f'{self.split}.txt'),
+                         'PASCAL-MT')
+        self.cache = DerivedCache(osp.join(self.data_root, '.cache') if self._cache_dir is None
+                                  else self._cache_dir or None)
         if 'normals' in self.tasks:
             self.normals_valid_classes = self._normals_classes()
-        split_file = osp.join(self.data_root, 'ImageSets', 'Context', f'{self.split}.txt')
-        if not osp.isfile(split_file):
-            raise MissingFileError(f'PASCAL-MT split file not found: {split_file}',
-                                   file=split_file)
-        with open(split_file) as f:
-            ids = [line.strip() for line in f if line.strip()]
-        if not ids:
-            raise DataError(f'PASCAL-MT split file lists no image: {split_file}', file=split_file)
 
         data_list, missing = [], []
         for img_id in ids:
@@ -140,6 +147,9 @@ class PascalMTDataset(BaseDataset):
             raise MissingFileError(
                 f'PASCAL-MT: {len(missing)} file(s) of split {self.split!r} with tasks '
                 f'{list(self.tasks)} are missing, e.g. {missing[0]}', file=missing[0])
+        if self._check_files:
+            check_files((p for info in data_list for k, p in info.items()
+                         if k.endswith('_path')), f'PASCAL-MT split {self.split!r}')
         return data_list
 
     def prepare_data(self, idx: int):
@@ -148,27 +158,30 @@ class PascalMTDataset(BaseDataset):
     def load_sample(self, idx: int) -> dict:
         """The loaded item ``idx`` before the pipeline (format in the class docstring)."""
         info = self.get_data_info(idx)
-        img = np.asarray(Image.open(info['img_path']).convert('RGB'))
+        img = read_rgb(info['img_path'])
         shape = img.shape[:2]
         gt: Dict[str, np.ndarray] = {}
         if 'semseg' in self.tasks:
-            gt['semseg'] = load_label_png(info['semseg_path'])
+            gt['semseg'] = read_label_png(info['semseg_path'])
         if 'human_parts' in self.tasks:
-            gt['human_parts'] = load_human_parts(info['human_parts_path'], shape)
+            path = info['human_parts_path']
+            gt['human_parts'] = self.cache.get('human_parts', path,
+                                               lambda: load_human_parts(path, shape))
         if 'sal' in self.tasks:
             # v / 255 > 0.5 for integer v
-            gt['sal'] = (load_label_png(info['sal_path']) > 127).astype(np.uint8)
-        if 'context_path' in info:
+            gt['sal'] = (read_label_png(info['sal_path']) > 127).view(np.uint8)
+        if 'normals' in self.tasks:
             label_map = load_label_map(info['context_path'])
-            if 'normals' in self.tasks:
-                gt['normals'] = load_normals(info['normals_path'], label_map,
-                                             self.normals_valid_classes)
-            if 'edge' in self.tasks:
-                gt['edge'] = edges_from_label_map(label_map)
+            gt['normals'] = load_normals(info['normals_path'], label_map,
+                                         self.normals_valid_classes)
+        if 'edge' in self.tasks:
+            path = info['context_path']
+            gt['edge'] = self.cache.get('edge', path,
+                                        lambda: edges_from_label_map(load_label_map(path)))
         for task, target in gt.items():
             if target.shape[:2] != shape:
-                raise DataError(f'PASCAL-MT {task} target of {info["img_id"]!r} is '
-                                f'{target.shape[:2]}, image is {shape}', task=task)
+                raise DatasetError(f'PASCAL-MT {task} target of {info["img_id"]!r} is '
+                                   f'{target.shape[:2]}, image is {shape}', task=task)
         return dict(img=img, gt=gt, img_id=info['img_id'], ori_shape=shape, img_shape=shape)
 
     def _path(self, pattern: str, img_id: str) -> str:
@@ -213,40 +226,62 @@ def normals_valid_classes_from_names(nyu_names, context_ids: Dict[str, int]) -> 
     return np.asarray(sorted(set(valid)), dtype=np.int64)
 
 
-def load_label_png(path: str) -> np.ndarray:
-    """A single-channel uint8 png (palette pngs give their indices)."""
-    label = np.asarray(Image.open(path))
-    if label.ndim != 2:
-        raise DataError(f'{path}: expected a single-channel label png, got shape {label.shape}',
-                        file=path)
-    return label.astype(np.uint8)
+def read_split(data_root: str, split_file: str, name: str) -> List[str]:
+    """The ids listed in ``data_root/split_file``; one error naming what is missing."""
+    if not osp.isdir(data_root):
+        raise MissingFileError(f'{name}: data root not found: {data_root}', file=data_root)
+    path = osp.join(data_root, split_file)
+    if not osp.isfile(path):
+        raise MissingFileError(f'{name}: split file not found: {path}', file=path)
+    with open(path) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    if not ids:
+        raise DatasetError(f'{name}: split file lists no image: {path}', file=path)
+    return ids
 
 
 def load_label_map(path: str) -> np.ndarray:
     """The 'LabelMap' (Context class per pixel) of a pascal-context .mat file."""
-    mat = scipy.io.loadmat(path)
-    if 'LabelMap' not in mat:
-        raise DataError(f'{path}: no LabelMap variable', file=path)
-    return np.asarray(mat['LabelMap'])
+    return np.asarray(read_mat(path, 'LabelMap'))
+
+
+def decode_normals(encoded: np.ndarray) -> np.ndarray:
+    """float32 normals 2 v / 255 - 1 of an HxWx3 uint8 encoding (one table lookup)."""
+    return cv2.LUT(encoded, _NORMALS_TABLE)
+
+
+_NORMALS_TABLE = np.arange(256, dtype=np.float32) * 2 / 255 - 1
+
+
+def ignore_where(normals: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """``normals`` (float32 HxWx3) with every channel of the ``invalid`` pixels set to 255.
+
+    Two masked OpenCV passes: 4x faster than numpy's boolean assignment over HxWx3.
+    """
+    out = cv2.bitwise_and(normals, normals, mask=(~invalid).view(np.uint8))
+    return cv2.add(out, (IGNORE, IGNORE, IGNORE, 0), dst=out, mask=invalid.view(np.uint8))
 
 
 def load_normals(path: str, label_map: np.ndarray, valid_classes: np.ndarray) -> np.ndarray:
-    """Unit-ish normals in [-1, 1]; pixels of non-NYU classes or zero length hold 255."""
-    encoded = np.asarray(Image.open(path).convert('RGB'), dtype=np.float32)
-    normals = 2.0 * encoded / 255.0 - 1.0
+    """Unit-ish normals in [-1, 1]; pixels of non-NYU classes hold 255.
+
+    A decoded component 2 v / 255 - 1 is never 0 for an integer v, so no vector has zero
+    length (the reference's zero-length rule only ever hits its own zero-filled pixels).
+    """
+    normals = decode_normals(read_rgb(path))
     if label_map.shape != normals.shape[:2]:
-        raise DataError(f'{path}: normals {normals.shape[:2]} and LabelMap {label_map.shape} '
-                        f'differ in size', file=path)
-    valid = np.isin(label_map, valid_classes) & (np.linalg.norm(normals, axis=2) > 0)
-    normals[~valid] = IGNORE
-    return normals
+        raise DatasetError(f'{path}: normals {normals.shape[:2]} and LabelMap '
+                           f'{label_map.shape} differ in size', file=path)
+    lookup = np.zeros(max(int(label_map.max()), int(valid_classes.max(initial=0))) + 1, bool)
+    lookup[valid_classes] = True
+    return ignore_where(normals, ~lookup[label_map])
 
 
 def _field(record, name: str, path: str):
     names = record.dtype.names or ()
     if name not in names:
-        raise DataError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: {names})',
-                        file=path)
+        raise DatasetError(f'{path}: PASCAL-Part struct has no field {name!r} (fields: '
+                           f'{names})', file=path)
     return record[name]
 
 
@@ -261,10 +296,7 @@ def load_human_parts(path: str, shape) -> np.ndarray:
 
     Fields are read by name: anno.objects[i].{class_ind, parts[j].{part_name, mask}}.
     """
-    mat = scipy.io.loadmat(path)
-    if 'anno' not in mat:
-        raise DataError(f'{path}: no PASCAL-Part variable "anno"', file=path)
-    anno = np.asarray(mat['anno']).ravel()[0]
+    anno = np.asarray(read_mat(path, 'anno')).ravel()[0]
     target = None
     for obj in _struct_items(_field(anno, 'objects', path)):
         class_ind = np.asarray(_field(obj, 'class_ind', path)).ravel()
@@ -276,12 +308,12 @@ def load_human_parts(path: str, shape) -> np.ndarray:
         for part in parts:
             name = str(np.asarray(_field(part, 'part_name', path)).ravel()[0])
             if name not in PART_TO_CLASS:
-                raise DataError(f'{path}: unknown human part {name!r} '
-                                f'(known: {sorted(PART_TO_CLASS)})', file=path)
+                raise DatasetError(f'{path}: unknown human part {name!r} '
+                                   f'(known: {sorted(PART_TO_CLASS)})', file=path)
             mask = np.asarray(_field(part, 'mask', path)).astype(bool)
             if mask.shape != tuple(shape):
-                raise DataError(f'{path}: part {name!r} mask is {mask.shape}, image is {shape}',
-                                file=path)
+                raise DatasetError(f'{path}: part {name!r} mask is {mask.shape}, image is '
+                                   f'{shape}', file=path)
             target[mask] = PART_TO_CLASS[name]
     return target if target is not None else np.full(shape, IGNORE, dtype=np.uint8)
 

@@ -1,4 +1,4 @@
-"""Synthetic PASCAL-MT: procedurally rendered scenes written in the real PASCAL-MT layout.
+"""Synthetic PASCAL-MT and NYUD-MT: procedurally rendered scenes in the real layouts.
 
 ``synthesize`` writes JPEGImages, ImageSets/Context/{train,val}.txt, semseg/VOC12,
 human_parts (PASCAL-Part .mat structs), normals_distill, sal_distill, pascal-context/trainval
@@ -14,6 +14,15 @@ cylinders, tilted planes, capsules for limbs), so normals are learnable from sha
 salient object is the foreground object with the largest visible area, lit by a spotlight
 (the rest of the scene is darker) so that saliency has a local cue. Background and object
 classes outside NYUD (sky, grass, bird, ...) get ignored normals, as in the real data.
+
+``layout='nyud'`` writes NYUD-MT instead (images, segmentation, depth, normals, edge,
+gt_sets; read by ``NYUDMTDataset``): rooms seen by a pinhole camera pitched down, a back wall,
+a floor and a ceiling, with objects of NYU classes resting on the floor. Depth is the distance
+along the camera axis from the ray-plane intersections (objects add their bulge toward the
+camera), the walls' normals are the planes' exact normals in the camera frame, and objects'
+normals match their depth up to the bulge's approximation. The image darkens with distance,
+a depth cue; televisions and mirrors return no depth (0), as a depth sensor does; a clutter
+patch is unlabelled (0), as parts of real NYUD images are.
 
 Files are byte-identical for the same arguments: each image has its own
 ``numpy.random.Generator`` seeded from (seed, style, index), and the time stamp that
@@ -34,9 +43,12 @@ import scipy.io
 from PIL import Image
 
 from ..errors import ConfigError
-from .pascal_mt import PERSON_CLASS, VOC_CLASSES
+from .nyud_mt import NYUD_CLASSES
+from .pascal_mt import PERSON_CLASS, VOC_CLASSES, edges_from_label_map
 
 README_MARKER = 'adapterkit synthetic PASCAL-MT data'
+NYUD_README_MARKER = 'adapterkit synthetic NYUD-MT data'
+LAYOUTS = ('pascal', 'nyud')
 
 # Context (459-class) ids of the names the scenes use, as in PASCAL-Context.
 CONTEXT_IDS = {
@@ -68,8 +80,8 @@ _OBJECT_CLASSES = [c for c in range(1, len(VOC_CLASSES)) if c != PERSON_CLASS]
 
 def synthesize(out_dir: str, num_train: int = 200, num_val: int = 50,
                size: Union[int, Sequence[int]] = 128, seed: int = 0,
-               style: str = 'default') -> str:
-    """Write a synthetic PASCAL-MT data set to ``out_dir`` and return its path.
+               style: str = 'default', layout: str = 'pascal') -> str:
+    """Write a synthetic PASCAL-MT (or NYUD-MT) data set to ``out_dir`` and return its path.
 
     Args:
         out_dir: target folder; it must not exist, be empty, or hold an earlier output of
@@ -78,10 +90,15 @@ def synthesize(out_dir: str, num_train: int = 200, num_val: int = 50,
         num_train, num_val: number of images of each split.
         size: image size, an int (square) or (height, width).
         seed: the same seed gives byte-identical files.
-        style: one of ``STYLES``.
+        style: one of ``STYLES`` (``NYUD_STYLES`` for the NYUD layout).
+        layout: 'pascal' (PASCAL-MT) or 'nyud' (NYUD-MT).
     """
-    if style not in STYLES:
-        raise ConfigError(f'unknown synthetic style {style!r}; styles: {sorted(STYLES)}',
+    if layout not in LAYOUTS:
+        raise ConfigError(f'unknown synthetic layout {layout!r}; layouts: {list(LAYOUTS)}',
+                          option='layout')
+    styles = NYUD_STYLES if layout == 'nyud' else STYLES
+    if style not in styles:
+        raise ConfigError(f'unknown synthetic style {style!r}; styles: {sorted(styles)}',
                           option='style')
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(height, width) < 32:
@@ -98,7 +115,8 @@ def synthesize(out_dir: str, num_train: int = 200, num_val: int = 50,
     tmp = tempfile.mkdtemp(prefix='.synth-', dir=parent)
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is not
     try:
-        _write_dataset(tmp, num_train, num_val, height, width, seed, style)
+        write = _write_nyud if layout == 'nyud' else _write_dataset
+        write(tmp, num_train, num_val, height, width, seed, style)
         if os.path.isdir(out_dir):
             shutil.rmtree(out_dir)
         os.rename(tmp, out_dir)
@@ -124,7 +142,7 @@ def _is_synthetic(folder: str) -> bool:
     if not os.path.isfile(readme):
         return False
     with open(readme) as f:
-        return f.readline().strip() == README_MARKER
+        return f.readline().strip() in (README_MARKER, NYUD_README_MARKER)
 
 
 def _write_dataset(root: str, num_train: int, num_val: int, height: int, width: int,
@@ -167,11 +185,14 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
 
 def _class_appearance(style: str) -> Dict[int, dict]:
     """Colour, texture and shape of every object class; fixed per style, not per seed."""
-    rng = np.random.default_rng(zlib.crc32(f'appearance-{style}'.encode()))
-    hues = rng.permutation(len(_OBJECT_CLASSES)) / len(_OBJECT_CLASSES)
-    cycles = STYLES[style]['cycles']
+    return _appearance(_OBJECT_CLASSES, f'appearance-{style}', STYLES[style]['cycles'])
+
+
+def _appearance(classes: Sequence[int], key: str, cycles) -> Dict[int, dict]:
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    hues = rng.permutation(len(classes)) / len(classes)
     appearance = {}
-    for i, c in enumerate(_OBJECT_CLASSES):
+    for i, c in enumerate(classes):
         value = 0.95 if i % 2 else 0.7
         appearance[c] = dict(
             colour=_hsv_to_rgb(hues[i], 0.8, value),
@@ -433,3 +454,171 @@ def _write_sample(root: str, img_id: str, scene: dict) -> None:
     _write_mat(os.path.join(root, 'human_parts', f'{img_id}.mat'), {'anno': {
         'imname': f'{img_id}.jpg',
         'objects': _struct_array(objects, ('class', 'class_ind', 'mask', 'parts'))}})
+
+
+# ----------------------------------------------------------------------------- NYUD-MT rooms
+
+# Room statistics per style (metres and degrees); 'pretrain' is a disjoint distribution.
+NYUD_STYLES = {
+    'default': dict(objects=(2, 5), pitch=(20, 35), camera_height=(1.1, 1.5), wall=(3.0, 4.5),
+                    room_height=2.7, cycles=(5, 12)),
+    'pretrain': dict(objects=(3, 6), pitch=(8, 22), camera_height=(1.3, 1.8), wall=(4.0, 6.0),
+                     room_height=3.0, cycles=(12, 24)),
+}
+_NYUD_ID = {name: i + 1 for i, name in enumerate(NYUD_CLASSES)}  # 1..40 on disk, 0 unlabelled
+_ROOM_OBJECTS = [_NYUD_ID[n] for n in (
+    'cabinet', 'bed', 'chair', 'sofa', 'table', 'bookshelf', 'desk', 'dresser', 'pillow', 'box',
+    'night stand', 'toilet', 'lamp', 'bag', 'television', 'bathtub')]
+_NO_DEPTH = {_NYUD_ID['television'], _NYUD_ID['mirror']}  # the sensor sees nothing there
+_FOCAL = 0.9  # focal length in image widths
+
+
+def _write_nyud(root: str, num_train: int, num_val: int, height: int, width: int, seed: int,
+                style: str) -> None:
+    for folder in ('images', 'segmentation', 'depth', 'normals', 'edge', 'gt_sets'):
+        os.makedirs(os.path.join(root, folder))
+    cfg = NYUD_STYLES[style]
+    appearance = _appearance(_ROOM_OBJECTS, f'nyud-appearance-{style}', cfg['cycles'])
+    ids = [f'synth_{i:06d}' for i in range(1, num_train + num_val + 1)]
+    for index, img_id in enumerate(ids):
+        rng = np.random.default_rng([seed, zlib.crc32(f'nyud-{style}'.encode()), index])
+        _write_room(root, img_id, _render_room(rng, height, width, cfg, appearance))
+    for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
+        _write_text(os.path.join(root, 'gt_sets', f'{split}.txt'),
+                    ''.join(f'{i}\n' for i in split_ids))
+    _write_text(os.path.join(root, 'README.txt'), (
+        f'{NYUD_README_MARKER}\n\n'
+        f'Procedurally rendered rooms in the NYUD-MT layout, written by adapterkit '
+        f'(adapterkit synth --layout nyud).\nNot real images: use them for tests and quick '
+        f'starts only.\ntrain: {num_train}, val: {num_val}, size: {height}x{width}, '
+        f'seed: {seed}, style: {style}\n'))
+
+
+class _Room:
+    """Per-pixel maps of a room, painted with a depth test (nearer paint wins)."""
+
+    def __init__(self, height, width):
+        self.depth = np.full((height, width), np.inf, np.float32)
+        self.label = np.zeros((height, width), np.uint8)
+        self.instance = np.zeros((height, width), np.int32)
+        self.normals = np.zeros((height, width, 3), np.float32)
+        self.albedo = np.zeros((height, width, 3), np.float32)
+        self.instances = 0
+
+    def paint(self, mask, depth, normals, albedo, label):
+        mask = mask & (depth < self.depth)
+        self.depth[mask] = depth[mask]
+        self.label[mask] = label
+        self.normals[mask] = np.broadcast_to(normals, self.normals.shape)[mask]
+        self.albedo[mask] = albedo[mask] if albedo.ndim == 3 else albedo
+        self.instances += 1
+        self.instance[mask] = self.instances
+
+
+def _render_room(rng, height, width, cfg, appearance) -> dict:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    focal = _FOCAL * width
+    pitch = np.radians(rng.uniform(*cfg['pitch']))
+    camera_height = rng.uniform(*cfg['camera_height'])
+    wall = rng.uniform(*cfg['wall'])
+    sin, cos = np.sin(pitch), np.cos(pitch)
+    # World: X right, Y down, Z forward (horizontal); the camera looks down by `pitch`. A
+    # pixel's ray, scaled to 1 along the camera axis, so that t along it IS the depth.
+    ray_x = (xx - width / 2) / focal
+    down = (yy - height / 2) / focal
+    ray_y, ray_z = down * cos + sin, -down * sin + cos
+
+    def plane_depth(distance, component):
+        with np.errstate(divide='ignore'):
+            t = distance / component
+        return np.where(t > 0, t, np.inf).astype(np.float32)
+
+    room = _Room(height, width)
+    # Planes: (depth of every pixel, world normal facing the camera, NYU label, base colour).
+    planes = [
+        (plane_depth(wall, ray_z), (0, 0, -1), 'wall', rng.uniform(0.5, 0.85)),
+        (plane_depth(camera_height, ray_y), (0, -1, 0), 'floor', rng.uniform(0.3, 0.6)),
+        (plane_depth(camera_height - cfg['room_height'], ray_y), (0, 1, 0), 'ceiling', 0.9),
+    ]
+    for depth, normal, name, value in planes:
+        base = _hsv_to_rgb(rng.uniform(), rng.uniform(0.05, 0.3), value)
+        pattern = _texture('checker' if name == 'floor' else 'plain', xx, yy,
+                           rng.uniform(4, 9), 0.0, min(height, width))
+        room.paint(np.isfinite(depth), depth, _camera_normal(normal, sin, cos),
+                   base * (0.85 + 0.15 * pattern)[..., None], _NYUD_ID[name])
+    if rng.uniform() < 0.6:
+        _paint_wall_item(rng, room, xx, yy, planes[0][0], sin, cos)
+    count = int(rng.integers(cfg['objects'][0], cfg['objects'][1] + 1))
+    for label in rng.choice(_ROOM_OBJECTS, size=count):
+        _paint_room_object(rng, room, xx, yy, int(label), appearance[int(label)], focal,
+                           camera_height, wall, sin, cos, height, width)
+    if rng.uniform() < 0.5:  # a patch of clutter nobody labelled
+        cy, cx = rng.uniform(0.3, 0.9) * height, rng.uniform(0.1, 0.9) * width
+        mask = (np.abs(yy - cy) < 0.05 * height) & (np.abs(xx - cx) < 0.08 * width)
+        room.label[mask] = 0
+
+    light = _unit(np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.8, -0.2), 1.0], np.float32))
+    shade = 0.35 + 0.65 * np.clip(room.normals @ light, 0, 1)
+    shade *= np.exp(-0.12 * (room.depth - 1.0)).clip(0.25, 1.2)  # farther is darker
+    img = room.albedo * shade[..., None] * 255 + rng.normal(0, 3, room.albedo.shape)
+    depth = np.where(np.isin(room.label, list(_NO_DEPTH)), 0, room.depth).astype(np.float32)
+    edge = edges_from_label_map(room.instance * 64 + room.label)
+    return dict(img=np.clip(np.rint(img), 0, 255).astype(np.uint8), label=room.label,
+                depth=depth, normals=room.normals, edge=edge)
+
+
+def _camera_normal(world, sin, cos):
+    """A world normal in the image convention (x right, y down, z toward the camera)."""
+    x, y, z = world
+    return _unit(np.array([x, y * cos - z * sin, -(y * sin + z * cos)], np.float32))
+
+
+def _paint_wall_item(rng, room, xx, yy, wall_depth, sin, cos):
+    """A picture (or a mirror: no depth) flat on the back wall."""
+    h, w = xx.shape
+    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.1, 0.35) * h
+    mask = (np.abs(xx - cx) < rng.uniform(0.06, 0.15) * w) & \
+        (np.abs(yy - cy) < rng.uniform(0.05, 0.1) * h) & np.isfinite(wall_depth)
+    name = 'mirror' if rng.uniform() < 0.3 else 'picture'
+    colour = _hsv_to_rgb(rng.uniform(), 0.6, 0.8) if name == 'picture' else \
+        np.array([0.8, 0.85, 0.9], np.float32)
+    room.paint(mask, wall_depth - 0.01, _camera_normal((0, 0, -1), sin, cos), colour,
+               _NYUD_ID[name])
+
+
+def _paint_room_object(rng, room, xx, yy, label, look, focal, camera_height, wall, sin, cos,
+                       height, width):
+    """An object resting on the floor; its shape's normals bulge toward the camera."""
+    radius = rng.uniform(0.25, 0.6)
+    world = np.array([rng.uniform(-1.2, 1.2), camera_height - radius,
+                      rng.uniform(1.5, wall - 0.3)])
+    # Camera frame of the centre: x right, y down, z along the camera axis (its depth).
+    x, y, z = world[0], world[1] * cos - world[2] * sin, world[1] * sin + world[2] * cos
+    u, v, r = width / 2 + focal * x / z, height / 2 + focal * y / z, focal * radius / z
+    angle = rng.uniform(0, np.pi)
+    if look['shape'] == 'ellipse':
+        mask, normals = _ellipse(xx, yy, u, v, r, r * rng.uniform(0.65, 1.0), angle)
+        depth = z - radius * normals[..., 2]
+    elif look['shape'] == 'cylinder':
+        mask, normals = _cylinder(xx, yy, u, v, r * rng.uniform(0.45, 0.7),
+                                  r * rng.uniform(0.9, 1.3), angle)
+        depth = z - radius * normals[..., 2]
+    else:  # a flat tilted face: the plane through the centre with that normal
+        tilt = rng.uniform(-0.6, 0.6, size=2)
+        mask, normals = _box(xx, yy, u, v, r * rng.uniform(0.7, 1.0), r * rng.uniform(0.6, 1.0),
+                             angle, tilt)
+        depth = z - radius + (tilt[0] * (xx - u) + tilt[1] * (yy - v)) * z / focal
+    pattern = _texture(look['texture'], xx, yy, look['cycles'], look['angle'],
+                       min(height, width))[..., None]
+    albedo = look['colour'] * (1 - pattern) + look['second'] * pattern
+    room.paint(mask, depth.astype(np.float32), normals, albedo, label)
+
+
+def _write_room(root: str, img_id: str, scene: dict) -> None:
+    Image.fromarray(scene['img']).save(os.path.join(root, 'images', f'{img_id}.png'))
+    Image.fromarray(scene['label']).save(os.path.join(root, 'segmentation', f'{img_id}.png'))
+    encoded = np.clip(np.rint((scene['normals'] + 1) / 2 * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(encoded).save(os.path.join(root, 'normals', f'{img_id}.png'))
+    Image.fromarray(scene['edge'] * np.uint8(255)).save(os.path.join(root, 'edge',
+                                                                     f'{img_id}.png'))
+    np.save(os.path.join(root, 'depth', f'{img_id}.npy'), scene['depth'])

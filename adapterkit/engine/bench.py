@@ -12,17 +12,19 @@ images and targets, so no data or checkpoint is needed:
 and recent GPUs; ``engine/optim.py``), through the same optim wrapper the Runner uses.
 
 Time: the median wall time of ``iters`` steps after ``warmup`` untimed ones (on CUDA each
-step is synchronised). Memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed
-steps; on CPU, the process's peak resident set size (``VmHWM`` in /proc/self/status), reset
-before the timed steps where the kernel allows it (/proc/self/clear_refs), so it is the peak
-of a steady-state step: weights, optimizer state, activations and the torch runtime.
+step is synchronised), with its spread: the first and third quartiles (``step_s_q1``,
+``step_s_q3``) and every step (``step_s_all``). Memory: on CUDA,
+``torch.cuda.max_memory_allocated`` over the timed steps; on CPU, the process's peak
+resident set size (``VmHWM`` in /proc/self/status), reset before the timed steps where the
+kernel allows it (/proc/self/clear_refs), so it is the peak of a steady-state step: weights,
+optimizer state, activations and the torch runtime.
 Python-level tracers (tracemalloc) do not see torch's allocations. On CPU the figures are
 taken with glibc's allocator set as adapterkit's CPU runs set it (``cpu_malloc`` in the result,
 see ``cpu_malloc.py``).
 """
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -119,9 +121,19 @@ def training_step(model: torch.nn.Module, inputs: torch.Tensor, samples: dict,
     return step
 
 
+def quartiles(values: List[float]) -> Tuple[float, float, float]:
+    """(first quartile, median, third quartile) of the values (linear interpolation between
+    order statistics; all three the value itself for one value)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    return q1, median, q3
+
+
 def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.device) -> dict:
     """Run ``step`` ``warmup`` times untimed, then ``iters`` times timed: the median step
-    time and the peak memory of the timed steps (see the module docstring)."""
+    time and its quartiles, and the peak memory of the timed steps (see the module
+    docstring)."""
     for _ in range(warmup):
         step()
     reset = reset_peak_memory(device)
@@ -135,7 +147,8 @@ def measure(step: Callable[[], None], iters: int, warmup: int, device: torch.dev
     peak, how = peak_memory(device)
     if not reset:
         how += ', since the process started'
-    return dict(step_s=round(statistics.median(times), 4),
+    q1, median, q3 = quartiles(times)
+    return dict(step_s=round(median, 4), step_s_q1=round(q1, 4), step_s_q3=round(q3, 4),
                 step_s_all=[round(t, 4) for t in times],
                 peak_memory_mb=round(peak / 2**20, 1), memory_measure=how)
 
@@ -177,7 +190,8 @@ def format_report(result: dict) -> str:
         f"{result['img']} px, {len(result['tasks'])} tasks ({', '.join(result['tasks'])}), "
         f"{result['device']} ({result['threads']} threads"
         + (f", malloc {result['cpu_malloc']})" if result['cpu_malloc'] else ')'),
-        f"  step         {result['step_s']:.3f} s  (median of {result['iters']})",
+        f"  step         {result['step_s']:.3f} s  (median of {result['iters']}; quartiles "
+        f"{result['step_s_q1']:.3f} to {result['step_s_q3']:.3f})",
         f"  throughput   {result['images_per_s']:.2f} img/s",
         f"  peak memory  {result['peak_memory_mb']:,.0f} MB  ({result['memory_measure']})",
     ])

@@ -38,7 +38,9 @@ from .compare_suite import (BACKBONE_FILE, PRETRAIN, Run, Suite, SuiteError, con
                             load_suite, one_line, plan)
 from .hooks import STATS_KEY, RunMonitorHook
 
-LATENCY_ITERS = 10  # inference latency: the median of 10 forward passes at batch 1
+# inference latency: 30 timed forward passes at batch 1 after 5 untimed ones; the report
+# gives their median and quartiles (on a busy machine passes vary by 2x and more)
+LATENCY_ITERS, LATENCY_WARMUP = 30, 5
 
 
 # ------------------------------------------------------------------ running
@@ -219,10 +221,12 @@ def measure_run(run: Run) -> dict:
     if run.kind != PRETRAIN:
         mergeable = all(strategy.mergeable for strategy in model.adapters)
         speed = bench(osp.join(run.work_dir, 'config.py'), mode='infer', batch=1,
-                      iters=LATENCY_ITERS, warmup=2, merged=mergeable)
-        figures['inference'] = dict(latency_ms=round(speed['step_s'] * 1000, 2),
-                                    merged=mergeable, batch=1, img=speed['img'],
-                                    device=speed['device'], threads=speed['threads'])
+                      iters=LATENCY_ITERS, warmup=LATENCY_WARMUP, merged=mergeable)
+        figures['inference'] = dict(
+            latency_ms=round(speed['step_s'] * 1000, 2),
+            latency_ms_all=[round(t * 1000, 3) for t in speed['step_s_all']],
+            merged=mergeable, batch=1, img=speed['img'], device=speed['device'],
+            threads=speed['threads'])
     return figures
 
 

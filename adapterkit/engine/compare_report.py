@@ -3,15 +3,19 @@
 Built from the runs' ``run.json`` records (``compare.execute``) and written atomically to
 the work dir: ``results.json`` (everything, the runs included), ``results.csv`` (one row per
 method), ``results.md`` (the table, the references, the config diff), ``pareto.png``
-(trainable parameters, log axis, vs Δm; the Pareto front marked) and ``tasks.png`` (every
-task's primary metric per method).
+(trainable parameters, log axis, vs Δm; the Pareto front marked; each method named beside
+the plot with a line to its point) and ``tasks.png`` (every task's primary metric per
+method, bars from zero, values printed).
 
 Per method and seed: every task's primary metric, Δm against the references (the mean over
 seeds of the single-task runs, or the suite's fixed values), trainable parameters (and as a
 % of full fine-tuning of the multi-task model), training wall time, throughput and peak
 memory, and inference latency. Over seeds: mean and sample standard deviation (none for a
-single seed). The single-task references form one row: the T models together (parameters,
-time and latency summed; each task's metric from its own model).
+single seed); latency instead as the median and quartiles of every timed forward pass of
+every seed (a pass is a draw of the same distribution whatever the seed, and a busy machine
+makes single passes several times slower). The single-task references form one row: the T
+models together (parameters, time and latency summed, the latter pass by pass; each task's
+metric from its own model).
 """
 import csv
 import io
@@ -23,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 from ..errors import AdapterkitError
 from ..evaluation import delta_m
 from ..fileio import atomic_write, write_json, write_text
+from .bench import quartiles
 from .compare_suite import PRETRAIN, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
@@ -40,6 +45,13 @@ def duration_text(seconds: float) -> str:
     """'m:ss'."""
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f'{minutes}:{seconds:02d}'
+
+
+def median_quartiles(values: Sequence[float]) -> dict:
+    """``{'median', 'q1', 'q3', 'n'}`` of the values (None but n for none)."""
+    values = [v for v in values if v is not None]
+    q1, median, q3 = quartiles(values) if values else (None, None, None)
+    return dict(median=median, q1=q1, q3=q3, n=len(values))
 
 
 def pareto_front(points: Sequence[tuple]) -> List[int]:
@@ -119,8 +131,14 @@ def _sample(record: dict, references: dict) -> dict:
                 train_time_s=train.get('time_s'),
                 train_images_per_s=_rate(train.get('images'), train.get('time_s')),
                 peak_memory_mb=train.get('peak_memory_mb'),
-                latency_ms=record['inference']['latency_ms'],
-                merged=record['inference']['merged'])
+                latency_ms=_passes(record), merged=record['inference']['merged'])
+
+
+def _passes(record: dict) -> List[float]:
+    """A run's timed forward passes in ms (one median, for records written before they
+    were kept)."""
+    inference = record['inference']
+    return inference.get('latency_ms_all') or [inference['latency_ms']]
 
 
 def _rate(images, seconds):
@@ -150,11 +168,20 @@ def _reference_row(records, tasks, references, info, full) -> dict:
             train_time_s=time_s,
             train_images_per_s=_rate(sum(t.get('images') or 0 for t in trains), time_s),
             peak_memory_mb=max((t.get('peak_memory_mb') or 0 for t in trains), default=None),
-            latency_ms=sum(runs[t]['inference']['latency_ms'] for t in tasks),
+            latency_ms=_summed_passes([_passes(runs[t]) for t in tasks]),
             merged=all(runs[t]['inference']['merged'] for t in tasks))
     name = f'{SINGLE_TASK} ({len(tasks)} models)'
     return _row(name, 'reference', samples, records, tasks, info, full,
                 adapter=records[0]['adapter'], trained_tasks=['one per model'])
+
+
+def _summed_passes(passes: List[List[float]]) -> List[float]:
+    """The latency of T models run one after the other: their i-th passes summed (each
+    model's passes are independent draws), or their medians summed where the counts
+    differ."""
+    if len({len(p) for p in passes}) == 1:
+        return [sum(column) for column in zip(*passes)]
+    return [sum(quartiles(p)[1] for p in passes)]
 
 
 def _row(name, kind, samples, records, tasks, info, full, adapter, trained_tasks) -> dict:
@@ -171,8 +198,8 @@ def _row(name, kind, samples, records, tasks, info, full, adapter, trained_tasks
         metrics={t: dict(info.get(t, {}), **mean_std([v['metrics'].get(t) for v in values]))
                  for t in tasks},
         **{key: mean_std([v[key] for v in values])
-           for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
-                       'latency_ms')},
+           for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb')},
+        latency_ms=median_quartiles([ms for v in values for ms in v['latency_ms']]),
         latency_merged=all(v['merged'] for v in values) if values else None)
 
 
@@ -194,10 +221,10 @@ def to_csv(report: dict) -> str:
     for task in report['tasks']:
         metric = report['methods'][0]['metrics'][task].get('metric', 'primary')
         columns += [f'{task}/{metric}', f'{task}/{metric}_std']
-    for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
-                'latency_ms'):
+    for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb'):
         columns += [key, f'{key}_std']
-    columns += ['latency_merged', 'notes']
+    columns += ['latency_ms', 'latency_ms_q1', 'latency_ms_q3', 'latency_passes',
+                'latency_merged', 'notes']
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
     writer.writerow(columns)
@@ -206,10 +233,11 @@ def to_csv(report: dict) -> str:
                  row['trainable'], _round(row['trainable_percent_of_full'])]
         for task in report['tasks']:
             cells += [_round(row['metrics'][task]['mean']), _round(row['metrics'][task]['std'])]
-        for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb',
-                    'latency_ms'):
+        for key in ('delta_m', 'train_time_s', 'train_images_per_s', 'peak_memory_mb'):
             cells += [_round(row[key]['mean']), _round(row[key]['std'])]
-        cells += [row['latency_merged'], '; '.join(row['notes'])]
+        latency = row['latency_ms']
+        cells += [_round(latency['median']), _round(latency['q1']), _round(latency['q3']),
+                  latency['n'], row['latency_merged'], '; '.join(row['notes'])]
         writer.writerow(['' if c is None else c for c in cells])
     return out.getvalue()
 
@@ -226,10 +254,10 @@ def format_table(report: dict) -> str:
         arrow = '' if 'higher_is_better' not in first else (
             ' ↑' if first['higher_is_better'] else ' ↓')
         head.append(f'{task} {first.get("metric", "")}{arrow}')
-    head += ['Δm % ↑', 'train time', 'train img/s', 'peak MB', 'latency ms', 'note']
+    head += ['Δm % ↑', 'train time', 'train img/s', 'peak MB', 'latency ms (IQR)', 'note']
     lines = []
     for row in report['methods']:
-        latency = _number(row['latency_ms'], 2, spread=False)
+        latency = _latency(row['latency_ms'])
         if row['latency_merged'] is False and row['seeds']:
             latency += '*'
         lines.append([
@@ -265,6 +293,13 @@ def _number(value, digits=2, signed=False, spread=True) -> str:
     return f'{text} ± {std:.{digits}f}' if std is not None else text
 
 
+def _latency(value: dict) -> str:
+    """'13.20 (12.91-14.05)': the median and, in parentheses, the quartiles."""
+    if value['median'] is None:
+        return '—'
+    return f'{value["median"]:.2f} ({value["q1"]:.2f}-{value["q3"]:.2f})'
+
+
 def _percent(value) -> str:
     return '—' if value is None else f'{value:.1f}%'
 
@@ -296,8 +331,10 @@ def to_markdown(report: dict) -> str:
              '`train time`: wall time of the training iterations (data loading and '
              'checkpoints included, validation not); `peak MB`: peak memory while training '
              '(CUDA: allocated tensors; CPU: the process\'s peak resident set, which '
-             'includes the runtime); `latency ms`: median forward pass at batch 1 with '
-             'the adapters merged into the weights (* : the strategy cannot merge).', '']
+             'includes the runtime); `latency ms`: the median forward pass at batch 1 with '
+             'the adapters merged into the weights (* : the strategy cannot merge), in '
+             f'parentheses its first and third quartiles, over {_passes_text(report)} timed '
+             'passes after warm-up (all seeds together).', '']
     parts += ['## References', '', '| task | metric | value | source |', '|---|---|---|---|']
     for task, ref in report['references'].items():
         arrow = 'higher' if ref['higher_is_better'] else 'lower'
@@ -327,6 +364,11 @@ def to_markdown(report: dict) -> str:
     return '\n'.join(parts)
 
 
+def _passes_text(report: dict) -> str:
+    counts = sorted({row['latency_ms']['n'] for row in report['methods'] if row['seeds']})
+    return ' or '.join(map(str, counts)) or 'no'
+
+
 def _shown(path: str) -> str:
     """A path relative to the working directory when it lies below it."""
     relative = osp.relpath(path) if osp.isabs(path) else path
@@ -344,11 +386,18 @@ def adapter_text(adapter) -> str:
 
 
 # ------------------------------------------------------------------ figures
+LABEL_GAP = 0.075  # the least distance between two labels of pareto.png, in axes heights
+
+
 def pareto_figure(report: dict):
+    """Δm against trainable parameters (log axis), the Pareto front in red. Each method is
+    named in a column right of the plot, in the order of its point's height and spaced so
+    that no two names overlap, with a line to its point: methods whose points nearly
+    coincide stay readable, and no name sits beside another method's point."""
     from matplotlib.figure import Figure
     rows = [r for r in report['methods']
             if r['delta_m']['mean'] is not None and r['trainable']]
-    fig = Figure(figsize=(7.5, 4.8), layout='constrained')
+    fig = Figure(figsize=(8.5, 4.8), layout='constrained')
     ax = fig.subplots()
     if not rows:
         ax.text(0.5, 0.5, 'no Δm: no references for these tasks', ha='center',
@@ -356,15 +405,9 @@ def pareto_figure(report: dict):
         return fig
     points = [(r['trainable'], r['delta_m']['mean']) for r in rows]
     front = pareto_front(points)
-    # Labels alternate above and below along Δm, so that methods that land on the same
-    # spot stay readable.
-    by_height = sorted(range(len(rows)), key=lambda i: points[i][::-1])
-    for rank, i in enumerate(by_height):
-        (x, y), row = points[i], rows[i]
+    for i, ((x, y), row) in enumerate(zip(points, rows)):
         ax.errorbar(x, y, yerr=row['delta_m']['std'], fmt='o', capsize=3,
                     color='C3' if i in front else 'C0')
-        ax.annotate(row['method'], (x, y), textcoords='offset points', fontsize=8,
-                    xytext=(6, 4) if rank % 2 else (6, -11))
     line = sorted(points[i] for i in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], '--', color='C3',
             label='Pareto front')
@@ -374,35 +417,85 @@ def pareto_figure(report: dict):
     ax.set_ylabel('Δm (%) vs the references')
     ax.set_title(f'{report["suite"]}: Δm vs trainable parameters')
     ax.legend(loc='best', fontsize=8)
+    _label_points(ax, [r['method'] for r in rows], points)
     return fig
 
 
+def _label_points(ax, names: List[str], points: List[tuple]) -> None:
+    """Each name right of the axes at about its point's height, joined to it by a line."""
+    low, high = ax.get_ylim()  # the autoscaled range, kept from here on
+    ax.set_ylim(low, high)
+    order = sorted(range(len(points)), key=lambda i: points[i][1])
+    heights = _spread([(points[i][1] - low) / (high - low) for i in order],
+                      min(LABEL_GAP, 1 / len(points)))
+    for i, height in zip(order, heights):
+        ax.annotate(names[i], points[i], xytext=(1.03, height), textcoords='axes fraction',
+                    va='center', fontsize=8, annotation_clip=False,
+                    arrowprops=dict(arrowstyle='-', color='0.55', lw=0.6, shrinkA=1,
+                                    shrinkB=4))
+
+
+def _spread(heights: List[float], gap: float) -> List[float]:
+    """Ascending heights in [0, 1] moved apart to at least ``gap`` (at most 1 / count),
+    each as little as it can, all kept in [0, 1]."""
+    out = list(heights)
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + gap)
+    if out and out[-1] > 1:
+        out[-1] = 1.0
+        for i in range(len(out) - 2, -1, -1):
+            out[i] = min(out[i], out[i + 1] - gap)
+    return out
+
+
 def tasks_figure(report: dict):
+    """Every task's primary metric per method as bars from zero, so that their lengths
+    compare as the values do (an axis starting near the values would blow a one-point gap
+    up to the panel's width), the value printed at each bar, the reference dashed; error
+    bars (± the sample std) only where a method has several seeds."""
     from matplotlib.figure import Figure
     rows = [r for r in report['methods'] if r['seeds']]
     tasks = report['tasks']
     fig = Figure(figsize=(4.2 * len(tasks), 1.0 + 0.35 * max(len(rows), 1)),
                  layout='constrained')
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    spread = False
     for ax, task in zip(axes, tasks):
         stats = [r['metrics'][task] for r in rows]
-        # dots, not bars: the differences between methods are small next to the values
-        for y, (row, stat) in enumerate(zip(rows, stats)):
-            ax.errorbar(stat['mean'], y, xerr=stat['std'], fmt='o', capsize=3,
-                        color='C7' if row['kind'] == 'reference' else 'C0')
-        ax.grid(axis='x', alpha=0.3)
+        spread |= _metric_bars(ax, rows, stats, report['references'].get(task))
         ax.set_yticks(range(len(rows)), [r['method'] for r in rows] if ax is axes[0]
                       else [''] * len(rows), fontsize=8)
         ax.invert_yaxis()
-        reference = report['references'].get(task)
-        if reference:
-            ax.axvline(reference['value'], color='C3', ls='--', lw=1)
         first = stats[0] if stats else {}
         better = 'higher' if first.get('higher_is_better', True) else 'lower'
         ax.set_title(f'{task} {first.get("metric", "")} ({better} is better)', fontsize=9)
-    fig.suptitle(f'{report["suite"]}: primary metric per method (dashed: the reference; '
-                 'bars: std over seeds)', fontsize=10)
+    seeds = len(report['seeds'])
+    note = f'; error bars: ± std over {seeds} seeds' if spread else ''
+    fig.suptitle(f'{report["suite"]}: primary metric per method (bars from 0; dashed: the '
+                 f'reference{note})', fontsize=10)
     return fig
+
+
+def _metric_bars(ax, rows, stats, reference) -> bool:
+    """One panel of tasks.png; answers whether it drew error bars."""
+    means = [s['mean'] for s in stats]
+    ax.barh(range(len(rows)), [m or 0 for m in means], height=0.6,
+            color=['C7' if r['kind'] == 'reference' else 'C0' for r in rows])
+    ends = []
+    for y, (mean, stat) in enumerate(zip(means, stats)):
+        if mean is None:
+            continue
+        if stat['std'] is not None:
+            ax.errorbar(mean, y, xerr=stat['std'], fmt='none', capsize=3, color='k', lw=0.8)
+        end = mean + (stat['std'] or 0)
+        ax.text(end, y, f' {mean:.2f}', va='center', fontsize=7)
+        ends.append(end)
+    if reference:
+        ax.axvline(reference['value'], color='C3', ls='--', lw=1)
+        ends.append(reference['value'])
+    ax.set_xlim(0, 1.25 * max(ends, default=1) or 1)  # room for the printed values
+    ax.grid(axis='x', alpha=0.3)
+    return any(s['std'] is not None for s in stats)
 
 
 def _save(fig, path: str) -> None:

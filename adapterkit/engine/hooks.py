@@ -83,7 +83,13 @@ class SaveMetricsHook(Hook):
         if not metrics or not is_main_process():
             return
         path = osp.join(runner.work_dir, self.filename)
-        record = dict(split=split, iter=runner.iter, epoch=runner.epoch,
+        if split == 'test':
+            # runner.iter would build the train loop, and with it the TRAIN data set: a test
+            # run must not need it. Training progress, if any, is in the message hub.
+            progress = [runner.message_hub.get_info(key) for key in ('iter', 'epoch')]
+        else:
+            progress = [runner.iter, runner.epoch]
+        record = dict(split=split, iter=progress[0], epoch=progress[1],
                       metrics={k: float(v) for k, v in metrics.items()})
         write_json(path, record)
 

@@ -52,7 +52,7 @@ def picture(value, task, image: np.ndarray, span: Optional[tuple] = None) -> np.
         return np.where(valid[..., None], rgb, 0).astype(np.uint8)
     value = value.reshape(value.shape[-2:])
     if task.label_kind == 'depth':
-        valid = (value > 0) & (value != task.ignore_index)
+        valid = np.isfinite(value) & (value > 0) & (value != task.ignore_index)
         low, high = span or depth_span(value)
         grey = np.clip((value - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
         colour = cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)[..., ::-1]
@@ -68,7 +68,7 @@ def picture(value, task, image: np.ndarray, span: Optional[tuple] = None) -> np.
 
 
 def depth_span(value: np.ndarray) -> tuple:
-    valid = value[value > 0]
+    valid = value[np.isfinite(value) & (value > 0)]
     return (float(valid.min()), float(valid.max())) if valid.size else (0.0, 1.0)
 
 
@@ -78,6 +78,10 @@ def panel(image, target, prediction, task) -> np.ndarray:
     image = _numpy(image).astype(np.uint8)
     if image.shape[0] == 3 and image.shape[-1] != 3:
         image = image.transpose(1, 2, 0)
+    height, width = prediction.shape[-2:]
+    if image.shape[:2] != (height, width):  # an image resized later, on the device
+        image = cv2.resize(np.ascontiguousarray(image), (width, height),
+                           interpolation=cv2.INTER_AREA)
     span = depth_span(_numpy(prediction)) if task.label_kind == 'depth' else None
     tiles = [image, picture(prediction, task, image, span)]
     truth = np.full_like(image, 255) if target is None else picture(target, task, image, span)

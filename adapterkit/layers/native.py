@@ -12,6 +12,9 @@ half-written file. It is loaded with ctypes, which releases the GIL during a cal
 Where no kernel can be built (no compiler, a compile error) ``load`` warns once and
 answers None, and callers compute the same with PyTorch ops; ``ADAPTERKIT_NATIVE=0`` turns
 the kernels off (to compare both paths, or to rule the kernels out).
+``ADAPTERKIT_NATIVE_MARCH`` names the CPU to build for (gcc's ``-march``, default
+``native``): ``x86-64-v3`` builds what an AVX2 machine without AVX-512 runs, to test the
+kernels' results as vectorized for another CPU, or for a cluster of mixed CPUs.
 """
 import ctypes
 import hashlib
@@ -27,12 +30,13 @@ from typing import Any, Callable, Dict, Optional
 from ..fileio import atomic_write
 
 ENV = 'ADAPTERKIT_NATIVE'
+MARCH_ENV = 'ADAPTERKIT_NATIVE_MARCH'
 # -fopenmp: the kernels split rows over OpenMP threads; loaded into a PyTorch process, the
 # library binds to PyTorch's own libgomp (same soname), so it shares PyTorch's thread pool.
 # The math flags keep IEEE infinities and NaNs but let gcc reorder float sums, which it
 # needs to vectorize reductions.
-FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-fno-math-errno',
-         '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math')
+FLAGS = ('-O3', '-fopenmp', '-shared', '-fPIC', '-fno-math-errno', '-fno-trapping-math',
+         '-fno-signed-zeros', '-fassociative-math')
 
 _bound: Dict[Path, Any] = {}  # per source: what bind answered, or None
 _lock = threading.Lock()
@@ -68,6 +72,11 @@ def load(source: Path, bind: Callable[[ctypes.CDLL], Any] = lambda library: libr
         return _bound[source]
 
 
+def flags() -> tuple:
+    """The compiler flags: FLAGS and ``-march=$ADAPTERKIT_NATIVE_MARCH`` (default native)."""
+    return (f'-march={os.environ.get(MARCH_ENV) or "native"}',) + FLAGS
+
+
 def _compiler_name() -> str:
     return os.environ.get('CC') or 'cc'
 
@@ -84,17 +93,18 @@ def build(source: Path) -> Path:
     if executable is None:
         raise OSError(f'no C compiler {_compiler_name()!r} on PATH (set CC)')
     version = subprocess.run([executable, '--version'], capture_output=True, text=True).stdout
-    key = hashlib.sha256('\0'.join([source.read_text(), ' '.join(FLAGS), version,
+    options = flags()
+    key = hashlib.sha256('\0'.join([source.read_text(), ' '.join(options), version,
                                     _cpu()]).encode()).hexdigest()[:16]
     target = cache_dir() / f'{source.stem}-{key}.so'
     if target.exists():
         return target
-    atomic_write(str(target), lambda partial: _compile(executable, source, partial))
+    atomic_write(str(target), lambda partial: _compile(executable, options, source, partial))
     return target
 
 
-def _compile(executable: str, source: Path, out: str) -> None:
-    result = subprocess.run([executable, *FLAGS, '-o', out, str(source)],
+def _compile(executable: str, options: tuple, source: Path, out: str) -> None:
+    result = subprocess.run([executable, *options, '-o', out, str(source)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if 'error' in line]

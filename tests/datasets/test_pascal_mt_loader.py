@@ -2,6 +2,7 @@
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 import scipy.io
@@ -9,6 +10,7 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 
 from adapterkit.datasets import PascalMTDataset
+from adapterkit.datasets.files import DatasetError
 from adapterkit.datasets.pascal_mt import edges_from_label_map, thin
 from adapterkit.registry import DATASETS
 
@@ -126,8 +128,10 @@ def test_normals_decoding_and_validity_from_json(root):
     normals = PascalMTDataset(root, tasks=['normals']).load_sample(0)['gt']['normals']
     assert normals.dtype == np.float32 and normals.shape == (H, W, 3)
     assert (normals[:, :2] == 255).all()  # sky is not an NYU class
+    # decoded in float32: 2v / 255 rounds once (<= 2u, as it is < 2), the difference once (u)
+    u = np.finfo(np.float32).eps / 2
     np.testing.assert_allclose(normals[:, 2:], np.broadcast_to([1, -1, 2 * 191 / 255 - 1],
-                                                               (H, W - 2, 3)), atol=1e-6)
+                                                               (H, W - 2, 3)), rtol=0, atol=3 * u)
 
 
 def test_normals_explicit_classes_and_missing_json(root):
@@ -220,3 +224,52 @@ def test_built_from_config_with_pipeline(root):
     assert gt['normals'].shape == (3, 12, 16) and gt['semseg'].shape == (12, 16)
     assert packed['data_samples']['img_shape'] == (12, 16)
     assert packed['data_samples']['ori_shape'] == (H, W)
+
+
+# ---------------------------------------------------------------- broken data
+
+def test_a_truncated_image_stops_building_the_data_set_with_one_line_naming_it(root):
+    path = os.path.join(root, 'JPEGImages/b.jpg')
+    data = open(path, 'rb').read()
+    open(path, 'wb').write(data[:len(data) // 2])
+    with pytest.raises(DatasetError) as err:
+        PascalMTDataset(root, tasks=['semseg'])
+    assert str(err.value) == (f"PASCAL-MT split 'train': {path}: truncated JPEG (no "
+                              f"end-of-image marker in its last 1024 bytes)")
+    # Without the check at construction, reading it is the same one line.
+    ds = PascalMTDataset(root, tasks=['semseg'], check_files=False)
+    ds.load_sample(0)
+    with pytest.raises(DatasetError, match=f'^{path}: truncated JPEG'):
+        ds.load_sample(1)
+
+
+def test_an_undecodable_label_png_is_named_when_read(root):
+    path = os.path.join(root, 'semseg/VOC12/a.png')
+    data = bytearray(open(path, 'rb').read())
+    data[37:45] = b'\xff' * 8  # inside the image data chunk; the file stays complete
+    open(path, 'wb').write(bytes(data))
+    ds = PascalMTDataset(root, tasks=['semseg'])
+    with pytest.raises(DatasetError, match=f'^{path}: cannot be decoded'):
+        ds.load_sample(0)
+
+
+def test_a_missing_data_root_is_named_whatever_the_tasks(tmp_path):
+    missing = str(tmp_path / 'nowhere')
+    for tasks in (['semseg'], ['normals'], ['human_parts', 'edge']):
+        with pytest.raises(FileNotFoundError, match=f'^PASCAL-MT: data root not found: '
+                                                    f'{missing}$'):
+            PascalMTDataset(missing, tasks=tasks)
+
+
+def test_human_parts_are_parsed_once_then_read_from_the_cache(root):
+    ds = PascalMTDataset(root, tasks=['human_parts'])
+    first = ds.load_sample(0)['gt']['human_parts']
+    entries = os.listdir(os.path.join(root, '.cache/human_parts'))
+    assert len(entries) == 1 and entries[0].startswith('a.')
+    entry = os.path.join(root, '.cache/human_parts', entries[0])
+    np.testing.assert_array_equal(cv2.imread(entry, cv2.IMREAD_UNCHANGED), first)
+    open(entry, 'wb').write(b'not a png')  # a damaged entry is derived and written again
+    np.testing.assert_array_equal(ds.load_sample(0)['gt']['human_parts'], first)
+    np.testing.assert_array_equal(cv2.imread(entry, cv2.IMREAD_UNCHANGED), first)
+    uncached = PascalMTDataset(root, tasks=['human_parts'], cache_dir=False)
+    np.testing.assert_array_equal(uncached.load_sample(0)['gt']['human_parts'], first)

@@ -7,17 +7,19 @@ import os.path as osp
 import re
 import statistics
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from adapterkit.cli import DEMO_SUITE, main
 from adapterkit.engine import hooks
-from adapterkit.engine.compare import report_from_dirs, run_compare
+from adapterkit.engine.compare import LATENCY_ITERS, report_from_dirs, run_compare
 from adapterkit.engine.compare_suite import (SuiteError, config_diff, load_suite,
                                              outside_allowed, plan)
 from adapterkit.engine.compare_report import (REPORT_FILES, build_report, mean_std,
-                                              pareto_front, write_report)
+                                              pareto_figure, pareto_front, tasks_figure,
+                                              write_report)
 from adapterkit.evaluation import delta_m
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -175,7 +177,8 @@ def record(name, kind, seed, values, order=0, trainable=100, status='ok', **extr
         primary={t: dict(metric=DIRECTION[t][0], higher_is_better=DIRECTION[t][1], value=v)
                  for t, v in values.items()},
         train=dict(time_s=extra.get('time_s', 10.0), images=40, iters=4, peak_memory_mb=500.0),
-        inference=dict(latency_ms=extra.get('latency_ms', 5.0), merged=extra.get('merged', True)))
+        inference=dict(latency_ms=extra.get('latency_ms', 5.0), merged=extra.get('merged', True),
+                       **({'latency_ms_all': extra['passes']} if 'passes' in extra else {})))
 
 
 def hand_records():
@@ -217,7 +220,7 @@ def test_aggregation_over_seeds_by_hand():
     assert single['trainable'] == 120  # the two models together
     assert single['train_time_s']['mean'] == pytest.approx((20.0 + 40.0) / 2)
     assert single['train_images_per_s']['mean'] == pytest.approx((80 / 20 + 80 / 40) / 2)
-    assert single['latency_ms']['mean'] == pytest.approx(10.0)
+    assert single['latency_ms']['median'] == pytest.approx(10.0)  # 5 ms per model
     assert single['delta_m']['mean'] == pytest.approx(0.0, abs=1e-12)
 
     adapter = rows['adapter']  # one seed failed: the other is reported, with the error
@@ -252,6 +255,105 @@ def test_the_report_files(tmp_path):
             assert image.format == 'PNG'
 
 
+def test_latency_is_the_median_and_quartiles_of_every_timed_pass(tmp_path):
+    passes = {0: [10.0, 11.0, 12.0, 50.0], 1: [9.0, 10.0, 11.0, 13.0]}  # one slow pass
+    records = []
+    for seed in (0, 1):
+        records += [
+            record('single-task_sal', 'reference', seed, dict(sal=50.0), 0,
+                   passes=[5.0, 5.0, 6.0, 6.0]),
+            record('single-task_normals', 'reference', seed, dict(normals=20.0), 1,
+                   passes=[1.0, 2.0, 3.0, 4.0]),
+            record('lora', 'member', seed, dict(sal=55.0, normals=19.0), 2,
+                   passes=passes[seed])]
+    report = write_report(records, str(tmp_path))
+    single, lora = report['methods']
+    # pooled over seeds: 9 10 10 11 11 12 13 50; quartiles between order statistics
+    assert lora['latency_ms'] == dict(median=11.0, q1=10.0, q3=12.25, n=8)
+    # two models one after the other: their passes summed pass by pass (6, 7, 9, 10)
+    assert single['latency_ms'] == dict(median=8.0, q1=6.75, q3=9.25, n=8)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / 'results.csv').read_text())))
+    assert [(r['latency_ms'], r['latency_ms_q1'], r['latency_ms_q3'], r['latency_passes'])
+            for r in rows] == [('8.0', '6.75', '9.25', '8'), ('11.0', '10.0', '12.25', '8')]
+    markdown = (tmp_path / 'results.md').read_text()
+    assert '| 11.00 (10.00-12.25) ' in markdown and 'over 8 timed passes' in markdown
+
+
+def close_records(seeds=(0,)):
+    """Methods whose points nearly coincide on pareto.png (as bitfit and decoder-only do in
+    the demo) and metrics a point apart."""
+    records = []
+    for seed in seeds:
+        records += [
+            record('single-task_sal', 'reference', seed, dict(sal=58.0 + seed), 0,
+                   trainable=2000),
+            record('single-task_normals', 'reference', seed, dict(normals=15.9), 1,
+                   trainable=2000),
+            record('decoder_only', 'member', seed, dict(sal=52.2, normals=16.7), 2,
+                   trainable=1460),
+            record('bitfit', 'member', seed, dict(sal=51.9 + seed, normals=16.7), 3,
+                   trainable=1470),
+            record('lora', 'member', seed, dict(sal=52.4, normals=16.2), 4, trainable=1580),
+            record('mtlora', 'member', seed, dict(sal=51.0, normals=15.5), 5, trainable=1850),
+            record('mtlora_plus', 'member', seed, dict(sal=51.8, normals=15.9), 6,
+                   trainable=1630),
+            record('full', 'member', seed, dict(sal=41.8, normals=25.2), 7, trainable=3740)]
+    return records
+
+
+def drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_pareto_names_every_point_apart_with_a_line_to_it():
+    from matplotlib.text import Annotation, Text
+    report = build_report(close_records())
+    fig = pareto_figure(report)
+    renderer = drawn(fig)
+    ax = fig.axes[0]
+    labels = {a.get_text(): a for a in ax.texts if isinstance(a, Annotation)}
+    points = {r['method']: (r['trainable'], r['delta_m']['mean']) for r in report['methods']}
+    assert set(labels) == set(points)
+    markers = {tuple(xy) for line in ax.lines if line.get_marker() == 'o'
+               for xy in line.get_xydata()}
+    pixel = fig.dpi / 72  # points to pixels
+    for name, label in labels.items():
+        assert label.xy == points[name] and points[name] in markers  # its own, drawn, point
+        assert label.arrow_patch is not None, f'{name}: no line to its point'
+        ends = label.arrow_patch.get_path().vertices[[0, -1]]
+        box = Text.get_window_extent(label, renderer)  # the name's, without its line
+        at_point = ax.transData.transform(points[name])
+        assert np.hypot(*(ends[-1] - at_point)) <= 5 * pixel, name  # the line ends there
+        near = 4 * pixel  # matplotlib starts the line 2 points out of the name's box
+        assert box.x0 - near <= ends[0][0] <= box.x1 + near and \
+            box.y0 - near <= ends[0][1] <= box.y1 + near, name  # ... from the name
+    boxes = [Text.get_window_extent(label, renderer) for label in labels.values()]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+@pytest.mark.parametrize('seeds', [(0,), (0, 1)], ids=['one seed', 'two seeds'])
+def test_task_bars_start_at_zero_print_their_values_and_spread_only_over_seeds(seeds):
+    from matplotlib.container import ErrorbarContainer
+    report = build_report(close_records(seeds))
+    fig = tasks_figure(report)
+    drawn(fig)
+    rows = [r for r in report['methods'] if r['seeds']]
+    for ax, task in zip(fig.axes, report['tasks']):
+        means = [r['metrics'][task]['mean'] for r in rows]
+        low, high = ax.get_xlim()
+        assert low == 0 and high >= max(means)  # lengths compare as the values do
+        assert [bar.get_width() for bar in ax.patches] == pytest.approx(means)
+        texts = [t.get_text().strip() for t in ax.texts]
+        assert texts == [f'{m:.2f}' for m in means]  # every value printed
+        errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(errorbars) == (len(rows) if len(seeds) > 1 else 0)
+    title = fig.get_suptitle()
+    assert ('std over 2 seeds' in title) == (len(seeds) > 1), title
+
+
 # ------------------------------------------------------------------ running
 @pytest.fixture(scope='module')
 def finished_suite(tmp_path_factory):
@@ -280,7 +382,9 @@ def test_every_member_runs_and_a_failing_one_is_reported(finished_suite):
     assert list(rows) == ['single-task (2 models)', 'full', 'lora', 'broken']
     for name in ('single-task (2 models)', 'full', 'lora'):
         assert rows[name]['seeds'] == [0] and rows[name]['delta_m']['mean'] is not None
-        assert rows[name]['latency_ms']['mean'] > 0 and rows[name]['latency_merged']
+        latency = rows[name]['latency_ms']
+        assert 0 < latency['q1'] <= latency['median'] <= latency['q3']
+        assert latency['n'] == LATENCY_ITERS and rows[name]['latency_merged']
         assert rows[name]['train_time_s']['mean'] > 0
     assert rows['lora']['trainable'] < rows['full']['trainable']
     assert rows['broken']['seeds'] == []
@@ -297,8 +401,8 @@ def test_every_run_starts_from_the_pretrained_backbone(finished_suite):
     # LoRA keeps the pretrained weights frozen: its final checkpoint still holds them.
     lora = torch.load(osp.join(work_dir, 'lora', 'seed_0', 'iter_2.pth'), map_location='cpu',
                       weights_only=False)['state_dict']
-    torch.testing.assert_close(lora['backbone.patch_embed.proj.weight'],
-                               pretrained['patch_embed.proj.weight'])
+    assert torch.equal(lora['backbone.patch_embed.proj.weight'],  # frozen: bit for bit
+                       pretrained['patch_embed.proj.weight'])
 
 
 def test_a_rerun_reuses_finished_members(finished_suite, capsys, one_thread):

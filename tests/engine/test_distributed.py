@@ -16,7 +16,15 @@ exactly (to float rounding) only when every source of per-rank difference is rem
 - Weights: both runs start from one checkpoint (load_from), whatever the RNG order.
 - Optimizer: SGD, whose step is linear in the gradient; AdamW's first steps are close to
   sign(gradient) and would hide a wrongly averaged gradient. Gradient clipping stays on
-  (the gradient norm is ~30 against max_norm 5), so it must see the averaged gradient too.
+  (the gradient norm is ~20 against max_norm 5), so it must see the averaged gradient too.
+
+What remains is rounding (tests/tolerance.py): the runs sum the same per-pixel terms of each
+gradient in other orders (per rank, then gloo's sum). A float32 sum of n terms reordered
+moves by about lambda sqrt(n) u relative to its terms (the probabilistic bound of Higham and
+Mary, SIAM J. Sci. Comput. 41(5), 2019; lambda = 10 leaves a chance below 1e-20 per entry),
+with n <= 2^14 pixels here: 7.6e-5. The clipping factor 5 / |g| carries as much again, and
+each of the STEPS steps adds its own: ROUNDING = 2 * 7.6e-5 * STEPS of the weights' change
+and of the logged gradient norms.
 """
 import glob
 import json
@@ -28,10 +36,12 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from tolerance import unit_roundoff
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICKSTART = osp.join(REPO, 'configs/quickstart/full_swin-mini_synthetic-128.py')
 STEPS = 3
+ROUNDING = 2 * 10 * 2 ** 7 * unit_roundoff(torch.float32) * STEPS  # 4.6e-4: see above
 
 EXACT_CONFIG = """
 _base_ = [{quickstart!r}]
@@ -124,12 +134,13 @@ def runs(tmp_path_factory):
 def test_two_processes_train_like_one_with_the_same_global_batch(runs, kind):
     single = weights(osp.join(runs['single'], f'iter_{STEPS}.pth'))
     distributed = weights(osp.join(runs[kind], f'iter_{STEPS}.pth'))
-    assert max_abs_diff(single, distributed) < 1e-5
-    assert max_abs_diff(single, weights(runs['init'])) > 1e-2  # and training moved them
+    moved = max_abs_diff(single, weights(runs['init']))
+    assert moved > 1e-2  # training moved them
+    assert max_abs_diff(single, distributed) <= ROUNDING * moved
     # Rank 0 logs the norm of the gradient it steps with: the all-reduced one, which under
     # FSDP needs FSDPGradClipHook (a per-shard norm would be smaller).
     assert logged(runs[kind], 'grad_norm') == pytest.approx(
-        logged(runs['single'], 'grad_norm'), rel=1e-5)
+        logged(runs['single'], 'grad_norm'), rel=ROUNDING)
 
 
 def test_rank_zero_writes_one_checkpoint_and_one_report(runs):

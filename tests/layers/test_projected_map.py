@@ -3,27 +3,32 @@ import adapterkit  # noqa: F401
 import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
+from tolerance import assert_identity
 
 from adapterkit.layers.projected_map import ProjectedMap, materialize
 from adapterkit.registry import MODELS
 
 
+def randn(*shape, **options):
+    return torch.randn(*shape, dtype=torch.float64, **options)  # see tests/tolerance.py
+
+
 def test_a_projected_map_is_its_product_and_takes_a_further_linear_map():
     torch.manual_seed(0)
-    inputs, weight = torch.randn(2, 5, 6, 8), torch.randn(4, 8)
+    inputs, weight = randn(2, 5, 6, 8), randn(4, 8)
     projected = ProjectedMap(inputs, weight)
     want = (inputs @ weight.T).permute(0, 3, 1, 2)
     assert projected.shape == want.shape == (2, 4, 5, 6)
-    torch.testing.assert_close(projected.materialize(), want)
-    conv = torch.randn(3, 4, 1, 1)
-    torch.testing.assert_close(projected.project(conv.flatten(1)), F.conv2d(want, conv))
-    plain = torch.randn(2, 4, 5, 6)
+    assert_identity(projected.materialize(), want)
+    conv = randn(3, 4, 1, 1)
+    assert_identity(projected.project(conv.flatten(1)), F.conv2d(want, conv))
+    plain = randn(2, 4, 5, 6)
     assert materialize([plain, projected])[0] is plain
 
 
 def test_redo_recomputes_the_inputs_instead_of_keeping_them():
-    source = torch.randn(3, 4, 4, 8, requires_grad=True)
-    weight = torch.randn(5, 8, requires_grad=True)
+    source = randn(3, 4, 4, 8, requires_grad=True)
+    weight = randn(5, 8, requires_grad=True)
     calls = []
 
     def redo():
@@ -34,7 +39,7 @@ def test_redo_recomputes_the_inputs_instead_of_keeping_them():
     out = ProjectedMap(inputs, weight, redo).project()
     out.sum().backward()
     assert calls == [1]  # weight's gradient needed the inputs: they came from redo
-    torch.testing.assert_close(weight.grad, (2 * source.detach()).sum((0, 1, 2)).expand(5, 8))
+    assert_identity(weight.grad, (2 * source.detach()).sum((0, 1, 2)).expand(5, 8))
 
 
 class _PlainHead(torch.nn.Module):

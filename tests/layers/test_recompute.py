@@ -4,15 +4,16 @@ import weakref
 
 import torch
 import torch.nn.functional as F
+from tolerance import assert_identities
 
 from adapterkit.layers.recompute import recompute_in_backward
 
 
 def test_recompute_in_backward_frees_the_tensor_and_redoes_it():
-    torch.manual_seed(0)
-    norm = torch.nn.LayerNorm(8)
-    weight = torch.randn(4, 8, requires_grad=True)
-    x = torch.randn(5, 8, requires_grad=True)
+    torch.manual_seed(0)  # float64, to float64 rounding (tests/tolerance.py)
+    norm = torch.nn.LayerNorm(8).double()
+    weight = torch.randn(4, 8, requires_grad=True, dtype=torch.float64)
+    x = torch.randn(5, 8, requires_grad=True, dtype=torch.float64)
 
     def loss(recompute):
         normed = norm(x)
@@ -28,15 +29,14 @@ def test_recompute_in_backward_frees_the_tensor_and_redoes_it():
     actual, freed = loss(True)
     assert freed() is None  # ... unless it is to be redone
     inputs = [x, weight, norm.weight]
-    for got, want in zip(torch.autograd.grad(actual, inputs),
-                         torch.autograd.grad(expected, inputs)):
-        torch.testing.assert_close(got, want)
+    assert_identities(torch.autograd.grad(actual, inputs), torch.autograd.grad(expected, inputs),
+                      'gradient')
 
 
 def test_recompute_in_backward_takes_a_channels_last_map():
     torch.manual_seed(0)
-    weight = torch.randn(4, 3, 1, 1, requires_grad=True)
-    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    weight = torch.randn(4, 3, 1, 1, requires_grad=True, dtype=torch.float64)
+    x = torch.randn(2, 3, 5, 5, requires_grad=True, dtype=torch.float64)
     mapped = (x * 2).contiguous(memory_format=torch.channels_last)
     alive = weakref.ref(mapped)
     with recompute_in_backward(mapped, lambda: (x * 2).contiguous(
@@ -46,5 +46,4 @@ def test_recompute_in_backward_takes_a_channels_last_map():
     assert alive() is None
     got = torch.autograd.grad(out.square().sum(), [x, weight])
     want = torch.autograd.grad(F.conv2d(x * 2, weight).square().sum(), [x, weight])
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w)
+    assert_identities(got, want, 'gradient')

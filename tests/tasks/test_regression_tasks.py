@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tolerance import assert_identity
 
 from adapterkit.tasks import Depth, Normals
 
@@ -30,16 +31,17 @@ def test_normals_decode_is_unit_vectors():
 
 
 def test_normals_unit_vectors_equal_torch_normalize_and_its_gradient():
-    logits = torch.randn(2, 3, 5, 7)
+    """In float64, to float64 rounding (tests/tolerance.py)."""
+    logits = torch.randn(2, 3, 5, 7, dtype=torch.float64)
     logits[0, :, 0, 0] = 0  # a zero vector stays zero, as in F.normalize
     logits.requires_grad_()
-    weight = torch.randn(2, 3, 5, 7)
+    weight = torch.randn(2, 3, 5, 7, dtype=torch.float64)
     got = Normals().decode(logits)
     got_grad, = torch.autograd.grad((got * weight).sum(), logits)
     want = torch.nn.functional.normalize(logits, dim=1)
     want_grad, = torch.autograd.grad((want * weight).sum(), logits)
-    torch.testing.assert_close(got, want)
-    torch.testing.assert_close(got_grad, want_grad)
+    assert_identity(got, want)
+    assert_identity(got_grad, want_grad, 'gradient')
     assert torch.all(got[0, :, 0, 0] == 0)
 
 
@@ -109,5 +111,19 @@ def test_depth_rmse_over_all_valid_pixels_of_the_set():
     # Errors 1, 2, 1 over 3 valid pixels.
     assert result['rmse'] == pytest.approx(math.sqrt(6 / 3))
     assert result['abs_err'] == pytest.approx(4 / 3)
-    assert task.metrics == {'rmse': False, 'abs_err': False}
-    assert np.isnan(task.compute([])['rmse'])
+    assert task.metrics == {'rmse': False, 'log_rmse': False, 'abs_err': False,
+                            'abs_rel': False, 'delta1': True}
+    assert all(np.isnan(v) for v in task.compute([]).values())
+
+
+def test_depth_relative_error_log_rmse_and_delta_by_hand():
+    task = Depth()
+    # (pred, gt): (1.1, 1.0) within 1.25; (2.0, 4.0) ratio 2; (3.0, 2.5) ratio 1.2; gt 0 ignored.
+    stats = task.process(torch.tensor([[1.1, 2.0, 3.0, 7.0]]),
+                         torch.tensor([[[1.0, 4.0, 2.5, 0.0]]]))
+    result = task.compute([stats])
+    assert result['abs_rel'] == pytest.approx((0.1 / 1.0 + 2.0 / 4.0 + 0.5 / 2.5) / 3)
+    assert result['delta1'] == pytest.approx(200 / 3)
+    logs = [math.log(1.1), math.log(0.5), math.log(1.2)]
+    assert result['log_rmse'] == pytest.approx(math.sqrt(sum(v * v for v in logs) / 3))
+    assert result['rmse'] == pytest.approx(math.sqrt((0.01 + 4.0 + 0.25) / 3))

@@ -4,6 +4,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from tolerance import FEW_OPERATIONS
 
 from adapterkit.registry import TASKS
 from adapterkit.tasks import HumanParts, SemSeg
@@ -24,7 +25,7 @@ def test_cross_entropy_mean_over_valid_pixels():
     target = torch.tensor([[[2, 4, 255]]])
     loss = HumanParts().loss(logits, target)
     # Pixel 0: -ln(1/2); pixel 1: uniform over 7 -> ln 7.
-    assert loss.item() == pytest.approx((math.log(2) + math.log(7)) / 2, rel=1e-6)
+    assert loss.item() == pytest.approx((math.log(2) + math.log(7)) / 2, rel=FEW_OPERATIONS)
 
 
 def test_no_valid_pixel_gives_zero_connected_loss():
@@ -71,3 +72,13 @@ def test_class_only_predicted_counts_as_zero_iou():
     stats = task.process(torch.tensor([[0, 5]]), torch.tensor([[0, 0]]))
     # Class 0: 1 / 2; class 5: predicted but absent from ground truth -> IoU 0.
     assert task.compute([stats])['mIoU'] == pytest.approx(25.0)
+
+
+def test_semseg_takes_its_number_of_classes():
+    nyud = TASKS.build(dict(type='semseg', num_classes=40))
+    assert nyud.num_outputs == 40 and SemSeg().num_outputs == 21
+    stats = nyud.process(torch.tensor([[39, 0]]), torch.tensor([[39, 255]]))
+    assert stats['confusion'].shape == (40, 40) and nyud.compute([stats])['mIoU'] == 100.0
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match='semseg: num_classes must be an int >= 2'):
+            SemSeg(num_classes=bad)

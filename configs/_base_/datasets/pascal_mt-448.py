@@ -3,10 +3,14 @@ dataset_type = 'PascalMTDataset'
 data_root = 'data/PASCAL_MT'
 img_size = (448, 448)
 
+# Flip (p 0.5), rotation U(-20, 20) degrees and scale U(0.75, 1.25) about the centre, resize:
+# the paper's MultiTaskRandomFlip -> MultiTaskRandomScaleRotate -> MultiTaskResize composed into
+# one resampling per map (same draws, equal within interpolation error), done by the data
+# preprocessor on the GPU for the whole batch (on_device=True): the workers only decode files
+# (docs/performance.md). Set on_device=False to resample in the workers with OpenCV.
 train_pipeline = [
-    dict(type='MultiTaskRandomFlip', prob=0.5),
-    dict(type='MultiTaskRandomScaleRotate', rotation=(-20, 20), scale=(0.75, 1.25)),
-    dict(type='MultiTaskResize', size=img_size),
+    dict(type='MultiTaskRandomAffine', flip_prob=0.5, rotation=(-20, 20), scale=(0.75, 1.25),
+         size=img_size, on_device=True),
     dict(type='PackMultiTaskInputs'),
 ]
 val_pipeline = [

@@ -1,4 +1,5 @@
-"""DoRA's math, on a bare layer and inside a small multi-task Swin built through the registry."""
+"""DoRA's math, on a bare layer and inside a small multi-task Swin built through the registry.
+Values are compared in float64, to float64 rounding (adapterkit's tests/tolerance.py)."""
 import ast
 import copy
 import re
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tolerance import assert_identity
 from torch import nn
 
 import adapterkit
@@ -27,7 +29,11 @@ def model_cfg(adapter):
 
 def build(adapter):
     torch.manual_seed(0)
-    return adapterkit.build_model(model_cfg(adapter)).eval()
+    return adapterkit.build_model(model_cfg(adapter)).double().eval()
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
 
 
 def perturb(model):
@@ -52,27 +58,28 @@ def test_the_installed_plugin_registers_dora():
 
 
 def test_layer_starts_as_the_pretrained_layer():
-    base = nn.Linear(12, 7)
+    base = nn.Linear(12, 7).double()
     reference = copy.deepcopy(base)
     layer = DoRALinear(base, rank=3, scale=2.0)
-    assert torch.allclose(layer.dora_magnitude, reference.weight.norm(dim=1))  # per output unit
+    # per output unit: the same norm of the same weights
+    assert torch.equal(layer.dora_magnitude, reference.weight.norm(dim=1))
     assert layer.dora_magnitude.shape == (7,)
     assert torch.count_nonzero(layer.dora_B) == 0 and torch.count_nonzero(layer.dora_A) > 0
-    x = torch.randn(5, 12)
-    assert torch.allclose(layer(x), reference(x), atol=1e-6)
+    x = randn(5, 12)
+    assert_identity(layer(x), reference(x))
 
 
 def test_layer_is_magnitude_times_normalised_direction():
-    layer = DoRALinear(nn.Linear(6, 4), rank=2, scale=0.5)
+    layer = DoRALinear(nn.Linear(6, 4).double(), rank=2, scale=0.5)
     with torch.no_grad():
         layer.dora_B.normal_()
         layer.dora_magnitude.uniform_(0.5, 2.0)
     v = layer.weight + 0.5 * layer.dora_B @ layer.dora_A
     expected = layer.dora_magnitude[:, None] * v / v.norm(dim=1, keepdim=True)
-    x = torch.randn(3, 6)
-    assert torch.allclose(layer(x), x @ expected.T + layer.bias, atol=1e-6)
+    x = randn(3, 6)
+    assert_identity(layer(x), x @ expected.T + layer.bias)
     # every row of the adapted weight has exactly the learnt magnitude as its norm
-    assert torch.allclose(expected.norm(dim=1), layer.dora_magnitude, atol=1e-6)
+    assert_identity(expected.norm(dim=1), layer.dora_magnitude, 'norm')
 
 
 def test_step_zero_equals_the_pretrained_network():
@@ -80,10 +87,10 @@ def test_step_zero_equals_the_pretrained_network():
     # the pretrained weights arrive after injection (as init_weights loads them): the
     # magnitude follows them, so the adapted network still starts as the pretrained one
     dora.load_state_dict(plain.state_dict(), strict=False)
-    x = torch.randn(2, 3, 64, 64)
+    x = randn(2, 3, 64, 64)
     want, got = outputs(plain, x), outputs(dora, x)
     for task in TASKS:
-        assert torch.allclose(got[task], want[task], atol=1e-5), task
+        assert_identity(got[task], want[task], task)
 
 
 def test_magnitude_follows_a_pretrained_file(tmp_path):
@@ -95,7 +102,7 @@ def test_magnitude_follows_a_pretrained_file(tmp_path):
     torch.save(plain.backbone.state_dict(), path)
     dora.backbone.load_pretrained(str(path))
     qkv = dora.backbone.layers[0].blocks[0].attn.qkv
-    assert torch.allclose(qkv.dora_magnitude, qkv.weight.norm(dim=1))
+    assert torch.equal(qkv.dora_magnitude, qkv.weight.norm(dim=1))  # the same norm, recomputed
     assert torch.equal(qkv.weight, plain.backbone.layers[0].blocks[0].attn.qkv.weight)
 
 
@@ -104,20 +111,20 @@ def test_merge_equals_unmerged_and_unmerge_restores_the_weights():
     perturb(model)
     weights = {n: p.clone() for n, p in model.backbone.named_parameters()
                if n.endswith('.weight')}
-    x = torch.randn(2, 3, 64, 64)
+    x = randn(2, 3, 64, 64)
     unmerged = outputs(model, x)
     model.merge_adapters()
     merged = outputs(model, x)
     for task in TASKS:
-        assert (merged[task] - unmerged[task]).abs().max() < 1e-4, task
+        assert_identity(merged[task], unmerged[task], task)
     qkv = 'layers.0.blocks.0.attn.qkv.weight'
     assert not torch.allclose(dict(model.backbone.named_parameters())[qkv], weights[qkv])
     model.merge_adapters()  # merging twice changes nothing
-    assert (outputs(model, x)['sal'] - merged['sal']).abs().max() < 1e-6
+    assert torch.equal(outputs(model, x)['sal'], merged['sal'])
     model.unmerge_adapters()
     for name, param in model.backbone.named_parameters():
         if name in weights:
-            assert torch.allclose(param, weights[name], atol=1e-6), name
+            assert_identity(param, weights[name], name)
 
 
 def test_trains_only_its_own_parameters():
