@@ -1,5 +1,5 @@
-"""The ``adapterkit`` command: train, test, synth, params, export, bench, bench-data,
-convert-mtlora, compare, demo, plugins."""
+"""The ``adapterkit`` command: train, test, synth, params, export, inspect, bench,
+bench-data, convert-mtlora, compare, demo, plugins."""
 import argparse
 import json
 import os.path as osp
@@ -43,34 +43,51 @@ def cmd_train(args) -> int:
 
 def cmd_test(args) -> int:
     from mmengine.dist import is_main_process
+    from mmengine.model import is_model_wrapper
 
-    from .config import load_config
     from .engine.distributed import end_launch, prepare_launch
-    if not osp.isfile(args.checkpoint):
-        raise MissingFileError(f'checkpoint not found: {args.checkpoint}', file=args.checkpoint)
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
+    from .models.files import load_weights
+    # `test FILE` alone: the config is the one the file stores
+    config, checkpoint = (args.config, args.checkpoint) if args.checkpoint else (None, args.config)
+    if not osp.exists(checkpoint):
+        raise MissingFileError(f'checkpoint not found: {checkpoint}', file=checkpoint)
+    cfg = _test_config(config, checkpoint, args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(
+        (config or checkpoint).rstrip('/'))
     prepare_launch(cfg, args.launcher)
-    # An adapter-only file is loaded onto the config's pretrained backbone by adapterkit,
-    # not by mmengine (which would leave the backbone random and only warn).
-    adapter_only = args.checkpoint.endswith('.safetensors')
-    cfg.load_from = None if adapter_only else args.checkpoint
-    cfg.resume = False
+    # adapterkit loads every kind of checkpoint itself, strictly (models/files.py): mmengine
+    # would only warn about keys that do not fit, and leave an adapter's backbone random
+    cfg.load_from, cfg.resume = None, False
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='SavePredictionsHook', out_dir=args.show_dir)]
     runner = _runner(cfg)
-    if adapter_only:
-        from mmengine.model import is_model_wrapper
-
-        from .models.checkpoint import load_adapter
-        load_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model,
-                     args.checkpoint)
+    load_weights(runner.model.module if is_model_wrapper(runner.model) else runner.model,
+                 checkpoint, allow_other_backbone=args.allow_other_backbone)
     metrics = runner.test()
     if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
         write_json(args.out, metrics)
     end_launch()
     return 0
+
+
+def _test_config(config: Optional[str], checkpoint: str, cfg_options):
+    """The config given, or else the one the checkpoint stores (with ``cfg_options``)."""
+    import tempfile
+
+    from .config import load_config
+    from .models.files import stored_config
+    if config:
+        return load_config(config, cfg_options)
+    text = stored_config(checkpoint)
+    if not text:
+        raise ConfigError(f'{checkpoint}: stores no config; give it: adapterkit test CONFIG '
+                          f'{checkpoint}', file=checkpoint)
+    with tempfile.TemporaryDirectory() as folder:
+        path = osp.join(folder, osp.splitext(osp.basename(checkpoint.rstrip('/')))[0] + '.py')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        return load_config(path, cfg_options)
 
 
 def cmd_synth(args) -> int:
@@ -112,20 +129,49 @@ def cmd_params(args) -> int:
 
 def cmd_export(args) -> int:
     from .config import build_model, load_config
-    from .models.checkpoint import load_weights, save_adapter, save_merged
+    from .models.checkpoint import save_adapter, save_merged
+    from .models.files import load_weights
+    from .models.peft import save_peft
     if args.task and not args.merge:
         raise ConfigError('export: --task picks the task of a merged export; use it with '
                           '--merge', option='--task')
+    if args.format == 'peft' and args.merge:
+        raise ConfigError('--merge writes adapterkit files only; a peft folder holds the '
+                          'adapter (leave --merge out)', option='--merge')
+    if args.format == 'safetensors' and not (args.merge or args.adapter_only):
+        raise ConfigError('export needs --merge or --adapter-only (or --format peft)',
+                          option='--merge')
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg).eval()
-    load_weights(model, args.checkpoint)
-    if args.merge:
+    load_weights(model, args.checkpoint, allow_other_backbone=args.allow_other_backbone)
+    if args.format == 'peft':
+        save_peft(model, args.out, cfg.pretty_text)
+        kind = 'peft adapter folder'
+    elif args.merge:
         save_merged(model, args.out, cfg.pretty_text, task=args.task)
+        kind = 'merged model' + (f' of task {args.task}' if args.task else '')
     else:
         save_adapter(model, args.out, cfg.pretty_text)
-    kind = 'merged model' if args.merge else 'adapter-only weights'
-    kind += f' of task {args.task}' if args.task else ''
+        kind = 'adapter-only weights'
     print(f'wrote the {kind} of {args.checkpoint} to {args.out}')
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .models.files import describe
+    fields = describe(args.file)
+    if args.json:
+        print(json.dumps(fields, indent=2, default=str))
+        return 0
+    config = fields.pop('config', None)
+    width = max(len(k) for k in fields)
+    print(args.file)
+    for key, value in fields.items():
+        if value not in (None, [], {}, ''):
+            print(f'  {key:<{width}}  {value}')
+    if config:
+        print('  config:')
+        print('\n'.join('    ' + line for line in config.rstrip().splitlines()))
     return 0
 
 
@@ -237,10 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('test', help='evaluate a checkpoint on the test split of a config')
     config_args(p)
-    p.add_argument('checkpoint')
+    p.add_argument('checkpoint', nargs='?', help='a runner checkpoint, adapter-only file, '
+                   'merged export, peft adapter folder or MTLoRA reference checkpoint; with '
+                   'no CONFIG before it (`test FILE`), the config the file stores is used')
     p.add_argument('--work-dir')
     p.add_argument('--show-dir', help='save per-task prediction images here')
     p.add_argument('--out', help='also write the metrics to this JSON file')
+    p.add_argument('--allow-other-backbone', action='store_true', help='load an adapter '
+                   'onto other pretrained weights than it was trained on')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.set_defaults(func=cmd_test)
 
@@ -264,19 +314,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_params)
 
-    p = sub.add_parser('export', help='write a merged model or the adapter-only weights of a '
-                       'checkpoint (.safetensors; see docs/strategies.md)')
+    p = sub.add_parser('export', help='write a merged model, the adapter-only weights or a '
+                       'Hugging Face peft folder of a checkpoint (see docs/strategies.md)')
     config_args(p)
-    p.add_argument('checkpoint', help='a runner checkpoint (.pth) or an adapter-only file')
-    p.add_argument('out', help='the .safetensors file to write')
-    kind = p.add_mutually_exclusive_group(required=True)
+    p.add_argument('checkpoint', help='a runner checkpoint, an adapter-only file, a peft '
+                   'folder, ...')
+    p.add_argument('out', help='the .safetensors file (or, with --format peft, folder) to write')
+    kind = p.add_mutually_exclusive_group()
     kind.add_argument('--merge', action='store_true', help='fold the adaptation into the '
                       'backbone: plain timm backbone keys + heads')
     kind.add_argument('--adapter-only', action='store_true', help='only what is not the frozen '
                       'pretrained backbone, loadable on top of it')
     p.add_argument('--task', help="with --merge: merge this task's weights, with its head "
                    'only (a model whose tasks have weights of their own, PerTask, needs it)')
+    p.add_argument('--format', choices=['safetensors', 'peft'], default='safetensors',
+                   help='peft: a folder that peft.PeftModel.from_pretrained loads onto a timm '
+                   'Swin (LoRA, DoRA), plus the heads for adapterkit')
+    p.add_argument('--allow-other-backbone', action='store_true',
+                   help='read an adapter trained on other pretrained weights')
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('inspect', help='what a checkpoint file or folder holds: kind, '
+                       'strategy, ranks, tasks, counts, base weights, config')
+    p.add_argument('file')
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=cmd_inspect)
     p = sub.add_parser('bench', help='median step time, throughput and peak memory of a '
                        "config's model on this device (random weights and data)")
     config_args(p)

@@ -8,8 +8,14 @@
    means ``weights_only=True`` and mmengine's own checkpoints (message hub, numpy
    scalars) are refused. ``install_safe_checkpoint_loading`` allow-lists exactly the
    types mmengine stores and turns a refused pickle into one clear error. Unrestricted
-   unpickling is never used.
+   unpickling is never used. The MTLoRA reference code pickles its yacs config next to
+   its weights: ``yacs.config.CfgNode`` is read as the plain dict it is (nothing of yacs
+   runs), so its checkpoints load and say what they are.
+3. Checkpoint files are read by their content (``layouts.file_format``), not their
+   suffix: a safetensors file reads as ``{'state_dict': tensors, 'meta': metadata}``, also
+   through mmengine's ``load_from``.
 """
+import collections
 import pickle
 import sys
 import types
@@ -17,7 +23,8 @@ import types
 import torch
 import torch.nn.functional as F
 
-from .errors import CheckpointRefusedError, MissingFileError
+from .errors import CheckpointError, CheckpointRefusedError, MissingFileError
+from .layouts import ACCEPTED, file_format
 
 
 # ---------------------------------------------------------------- mmcv.ops shim
@@ -91,7 +98,8 @@ def _mmengine_safe_globals() -> list:
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     safe = [HistoryBuffer, collections.OrderedDict, np.ndarray, np.dtype,
             multiarray._reconstruct, multiarray.scalar,
-            (_history_buffer_getattr, 'builtins.getattr')]
+            (_history_buffer_getattr, 'builtins.getattr'),
+            (collections.OrderedDict, 'yacs.config.CfgNode')]
     # numpy >= 1.25 may pickle a dtype through its class (numpy.dtypes.Float64DType, ...).
     safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32',
                                          'int16', 'int8', 'uint8', 'bool')]
@@ -99,13 +107,21 @@ def _mmengine_safe_globals() -> list:
 
 
 def load_checkpoint_file(filename, map_location=None) -> dict:
-    """``torch.load`` restricted to tensors, containers and mmengine's stored types.
-
-    A file whose pickle refers to anything else is refused before any of it runs.
-    """
+    """A checkpoint file by its content: a safetensors file as ``{'state_dict': tensors,
+    'meta': its metadata}``, a torch file through ``torch.load`` restricted to tensors,
+    containers and mmengine's stored types. A pickle that refers to anything else is
+    refused before any of it runs; a file of neither format is one line saying so."""
+    kind = file_format(str(filename))
+    if kind == 'safetensors':
+        return read_safetensors(str(filename))
+    if kind != 'torch':
+        raise CheckpointError(f'{filename}: neither a torch nor a safetensors file (by its '
+                              f'content); adapterkit reads {ACCEPTED}', file=str(filename))
     try:
-        with torch.serialization.safe_globals(_mmengine_safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        # a file object: torch >= 2.10 reads a path named *.safetensors by its suffix
+        with torch.serialization.safe_globals(_mmengine_safe_globals()), \
+                open(filename, 'rb') as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if 'Unsupported' in line or 'unrecognized' in line
@@ -113,6 +129,22 @@ def load_checkpoint_file(filename, map_location=None) -> dict:
         raise CheckpointRefusedError(
             f'{filename}: refused to load checkpoint: it refers to objects outside the '
             f'allow-list ({reason}); nothing from it was executed', file=str(filename)) from None
+
+
+def read_safetensors(path: str) -> dict:
+    """``{'state_dict': tensors, 'meta': metadata}`` of a safetensors file. The tensors come
+    as an OrderedDict whose torch ``_metadata`` hands the file's path and metadata to the
+    model's load hooks (the root module's entry, ``''``), through mmengine's loading too."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            meta = dict(f.metadata() or {})
+            state = collections.OrderedDict((key, f.get_tensor(key)) for key in f.keys())
+    except Exception as err:  # safetensors reports a malformed file with its own error type
+        raise CheckpointError(f'{path}: not a readable safetensors file ({err})',
+                              file=path) from None
+    state._metadata = {'': dict(adapterkit_file=dict(meta, path=path))}
+    return dict(state_dict=state, meta=meta)
 
 
 def install_safe_checkpoint_loading() -> None:

@@ -148,6 +148,15 @@ class AdapterStrategy:
         names; called while merged. Nothing for a strategy that folds completely."""
         return {}
 
+    def peft_form(self, model: nn.Module) -> Optional[Tuple[Dict[str, Any], Dict[str, str]]]:
+        """This adaptation as a Hugging Face peft adapter, or None where peft has no
+        equivalent (the default): ``(config, names)``, the fields of its peft config
+        (``peft_type`` and, for LoRA, ``LoraConfig``'s), and ``{backbone parameter name:
+        its name in peft's weights file}`` (without peft's ``base_model.model.`` prefix).
+        adapterkit writes and reads peft folders through it (``models/peft.py``), without
+        peft installed; raise a ``StrategyError`` for an option peft cannot express."""
+        return None
+
     def mark_trainable(self, backbone: nn.Module, names: Iterable[str]) -> None:
         """Turn ``requires_grad`` on for the backbone parameters ``names`` and remember them
         (``trained_names``, which ``trainable_state_dict`` saves)."""

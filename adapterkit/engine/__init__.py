@@ -1,6 +1,7 @@
 from .distributed import FSDPGradClipHook
-from .hooks import SaveMetricsHook, SavePredictionsHook
+from .hooks import LogPredictionsHook, SaveMetricsHook, SavePredictionsHook
 from .optim import AutocastOptimWrapper, amp_optim_wrapper
+from .visualization import MultiTaskVisualizer
 
-__all__ = ['FSDPGradClipHook', 'SaveMetricsHook', 'SavePredictionsHook', 'AutocastOptimWrapper',
-           'amp_optim_wrapper']
+__all__ = ['FSDPGradClipHook', 'LogPredictionsHook', 'MultiTaskVisualizer', 'SaveMetricsHook',
+           'SavePredictionsHook', 'AutocastOptimWrapper', 'amp_optim_wrapper']

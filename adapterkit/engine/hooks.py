@@ -4,7 +4,6 @@ import os.path as osp
 import time
 
 import cv2
-import numpy as np
 import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
@@ -13,50 +12,61 @@ from ..fileio import write_json
 from ..registry import HOOKS
 from .bench import peak_memory, reset_peak_memory
 from .compare_report import duration_text
+from .visualization import panel
 
 STATS_KEY = 'adapterkit_train_stats'  # a run's training figures, in its checkpoints' meta
 
-# 21 distinct colours (VOC palette) for class maps; class 255 (ignore) is drawn white.
-_PALETTE = np.array([[(i >> 0 & 1) << 7 | (i >> 3 & 1) << 6 | (i >> 6 & 1) << 5,
-                      (i >> 1 & 1) << 7 | (i >> 4 & 1) << 6 | (i >> 7 & 1) << 5,
-                      (i >> 2 & 1) << 7 | (i >> 5 & 1) << 6 | (i >> 8 & 1) << 5]
-                     for i in range(256)], dtype=np.uint8)
-_PALETTE[255] = 255
-
-
-def prediction_image(pred, label_kind: str, num_outputs: int) -> np.ndarray:
-    """An RGB uint8 picture of one decoded prediction."""
-    pred = pred.detach().float().cpu().numpy()
-    if label_kind == 'normals':  # unit vectors -> the same encoding as the data set
-        return np.clip((pred.transpose(1, 2, 0) + 1) * 127.5, 0, 255).astype(np.uint8)
-    if label_kind == 'depth':
-        depth = pred.squeeze()
-        span = max(float(depth.max() - depth.min()), 1e-6)
-        grey = ((depth - depth.min()) / span * 255).astype(np.uint8)
-        return cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)[..., ::-1]
-    if num_outputs == 1:  # probabilities
-        grey = np.clip(pred * 255, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    return _PALETTE[pred.astype(np.int64).clip(0, 255)]
+def _panels(runner, data_batch, outputs, limit=None):
+    """``(img_id, task, panel)`` for the first ``limit`` images of a batch (all with None):
+    image | ground truth | prediction (engine/visualization.py)."""
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    images = (data_batch or {}).get('inputs') or [None] * len(outputs or [])
+    for i, (sample, image) in enumerate(zip((outputs or [])[:limit], images)):
+        img_id = sample.get('img_id') or f'{runner.iter:06d}_{i}'
+        for name, pred in sample['pred'].items():
+            if image is None:
+                image = torch.zeros((3, *pred.shape[-2:]), dtype=torch.uint8)
+            yield img_id, name, panel(image, sample.get('gt', {}).get(name), pred,
+                                      model.tasks[name])
 
 
 @HOOKS.register_module()
 class SavePredictionsHook(Hook):
-    """Write every test prediction as ``{out_dir}/{task}/{img_id}.png``."""
+    """Write every test image's panel per task (image | ground truth | prediction, see
+    engine/visualization.py) as ``{out_dir}/{task}/{img_id}.png``."""
 
     def __init__(self, out_dir: str):
         self.out_dir = out_dir
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        for i, sample in enumerate(outputs or []):
-            img_id = sample.get('img_id') or f'{batch_idx:06d}_{i}'
-            for name, pred in sample['pred'].items():
-                task = model.tasks[name]
-                folder = osp.join(self.out_dir, name)
-                os.makedirs(folder, exist_ok=True)
-                picture = prediction_image(pred, task.label_kind, task.num_outputs)
-                cv2.imwrite(osp.join(folder, f'{img_id}.png'), picture[..., ::-1])
+        for img_id, task, picture in _panels(runner, data_batch, outputs):
+            folder = osp.join(self.out_dir, task)
+            os.makedirs(folder, exist_ok=True)
+            cv2.imwrite(osp.join(folder, f'{img_id}.png'), picture[..., ::-1])
+
+
+@HOOKS.register_module()
+class LogPredictionsHook(Hook):
+    """Hand the panels of the first ``num_images`` validation images of every validation
+    to the visualizer, as ``val_<task>_<img_id>`` at the current iteration: TensorBoard
+    shows them as images (``MultiTaskVisualizer(tensorboard=...)``), the local backend
+    writes them under ``vis_data/vis_image/``."""
+
+    def __init__(self, num_images: int = 2):
+        self.num_images = num_images
+        self._left = 0
+
+    def before_val_epoch(self, runner):
+        self._left = self.num_images
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._left <= 0 or not is_main_process():
+            return
+        shown = set()
+        for img_id, task, picture in _panels(runner, data_batch, outputs, self._left):
+            runner.visualizer.add_image(f'val_{task}_{img_id}', picture, step=runner.iter)
+            shown.add(img_id)
+        self._left -= len(shown)
 
 
 @HOOKS.register_module()

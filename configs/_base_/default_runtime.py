@@ -15,7 +15,10 @@ default_hooks = dict(
 )
 
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+# TensorBoard (losses, lr, metrics, Δm, a few validation panels): one line in a config,
+# visualizer = dict(tensorboard=True), needs `pip install 'adapterkit[tensorboard]'`;
+# 'auto' uses it where installed (the paper-size schedule does). docs/user_guide.md.
+visualizer = dict(type='MultiTaskVisualizer', vis_backends=vis_backends, tensorboard=False)
 log_processor = dict(window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None
@@ -24,4 +27,7 @@ randomness = dict(seed=0)
 # Latest validation/test metrics as JSON in the work dir (what reports and scripts read).
 # SyncBuffersHook: in distributed runs, average the BN running statistics of the ranks at the
 # end of each training epoch and before validation (a no-op in one process).
-custom_hooks = [dict(type='SyncBuffersHook'), dict(type='SaveMetricsHook')]
+# LogPredictionsHook: panels (image | ground truth | prediction) of the first validation
+# images to the visualizer.
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='SaveMetricsHook'),
+                dict(type='LogPredictionsHook', num_images=2)]

@@ -20,7 +20,6 @@ checkpoint (``{'state_dict': ..., 'meta': ...}``; the CLI checks the fit to CFG)
 model adapted by MTLoRA converts a reference state dict on load (``convert_loaded``, through
 the strategy contract's ``convert_state_dict``), so ``load_from`` takes either file.
 """
-import collections
 import os.path as osp
 import re
 from typing import Callable, Dict, Optional
@@ -30,6 +29,7 @@ import torch
 from ...compat import load_checkpoint_file
 from ...errors import CheckpointError, MissingFileError
 from ...fileio import atomic_write
+from ...layouts import is_mtlora_reference
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -45,12 +45,8 @@ _KNOWN = re.compile(r'^(backbone\.|heads\.)')
 
 
 def is_reference_state_dict(state_dict: dict) -> bool:
-    """True for a state dict in the reference's layout (its decoders or per-task
-    downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``)."""
-    return any(isinstance(key, str) and (
-        key.startswith(('decoders.decoders.', 'downsampler.'))
-        or (key.startswith('backbone.') and key.endswith('.linear.weight')))
-        for key in state_dict)
+    """True for a state dict in the reference's layout (``layouts.is_mtlora_reference``)."""
+    return is_mtlora_reference(state_dict)
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -75,11 +71,10 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
 
 def read_reference_checkpoint(path: str) -> dict:
     """Load a reference checkpoint file without running any of its code: the yacs config
-    the reference pickles next to the weights reads as a plain OrderedDict."""
+    the reference pickles next to the weights reads as a plain OrderedDict (``compat``)."""
     if not osp.isfile(path):
         raise MissingFileError(f'checkpoint not found: {path}', file=path)
-    with torch.serialization.safe_globals([(collections.OrderedDict, 'yacs.config.CfgNode')]):
-        return load_checkpoint_file(path, map_location='cpu')
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], None]] = None,

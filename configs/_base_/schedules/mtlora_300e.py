@@ -29,3 +29,5 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=2,
                                      save_last=True, save_best='delta_m', rule='greater'))
+# TensorBoard where installed (pip install 'adapterkit[tensorboard]'): engine/visualization.py
+visualizer = dict(tensorboard='auto')
