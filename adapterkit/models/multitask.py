@@ -5,7 +5,6 @@ the input size -> tasks[task].loss / decode. Strategies (adapters) change only t
 backbone; heads never know which strategy is active.
 """
 import copy
-import inspect
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from ..adapters.base import AdapterStrategy
 from ..errors import ConfigError, StrategyError, UnknownNameError
 from ..layers.projected_map import materialize
-from ..registry import ADAPTERS, MODELS
+from ..registry import ADAPTERS, MODELS, accepted_options
 from ..tasks.base import build_tasks
 
 ConfigType = Union[dict, None]
@@ -50,24 +49,6 @@ def build_strategy(cfg: dict) -> AdapterStrategy:
                             f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
                             option=unknown[0])
     return ADAPTERS.build(cfg)
-
-
-def accepted_options(cls: type) -> Optional[List[str]]:
-    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
-    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
-    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
-    are then added; None where no class up the chain closes the list (any option may be
-    meant)."""
-    accepted = []
-    for klass in cls.__mro__:
-        if '__init__' not in vars(klass) or klass is object:
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        accepted += [p.name for p in parameters if p.name not in accepted
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
-    return None
 
 
 @MODELS.register_module()
