@@ -1,19 +1,24 @@
 """The ``adapterkit`` command: train, test, synth, params, export, bench, convert-mtlora,
-compare, demo, plugins."""
+compare, demo, plugins.
+
+Building the parser imports nothing heavy (no torch, mmengine or timm), so that ``--help``
+answers at once; each command imports what it needs when it runs.
+"""
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 from typing import List, Optional
-
-from mmengine.config import DictAction
 
 from .errors import AdapterkitError, ConfigError, MissingFileError
 from .fileio import write_json
 
 
 def _default_work_dir(config: str) -> str:
-    return osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    """``work_dirs/<config's base name>``, also for a ``PROVIDER::path`` config."""
+    name = osp.basename(config.rpartition('::')[2])
+    return osp.join('work_dirs', osp.splitext(name)[0])
 
 
 def _runner(cfg):
@@ -167,26 +172,64 @@ def cmd_demo(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from .plugins import GROUP, load_plugins
+    from .plugins import load_plugins
     found = load_plugins(report=False)  # shown below, not also as warnings
     if args.json:
         print(json.dumps(dict(plugins=[p.as_dict() for p in found.plugins],
                               errors=found.errors), indent=2))
-        return 0
-    if not found.plugins:
-        print(f'no plugins installed (entry-point group {GROUP})')
+    else:
+        print(_plugins_text(found))
+    if args.check:
+        problems = [f'{p.describe()} failed: {p.error}' for p in found.plugins
+                    if p.status == 'failed'] + found.errors
+        for problem in problems:
+            print(f'adapterkit plugins: check failed: {problem}', file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+def _plugins_text(found) -> str:
+    from .plugins import GROUP
+    lines = [] if found.plugins else [f'no plugins installed (entry-point group {GROUP})']
     for plugin in found.plugins:
         state = {'failed': f'failed: {plugin.error}',
                  'disabled': 'disabled by ADAPTERKIT_PLUGINS / ADAPTERKIT_DISABLE_PLUGINS'}
-        print(f'{plugin.name}  {plugin.distribution} {plugin.version}  '
-              f'{state.get(plugin.status, plugin.status)}')
-        for registry, name in plugin.modules:
-            print(f'    {registry:<10} {name}')
-        for folder in plugin.config_dirs:
-            print(f'    {"configs":<10} {plugin.name}:: = {folder}')
-    for error in found.errors:
-        print(f'error: {error}')
-    return 0
+        lines.append(f'{plugin.name}  {plugin.distribution} {plugin.version}  '
+                     f'{state.get(plugin.status, plugin.status)}')
+        lines += [f'    {registry:<10} {name}' for registry, name in plugin.modules]
+        lines += [f'    {"configs":<10} {plugin.name}:: = {folder}'
+                  for folder in plugin.config_dirs]
+    return '\n'.join(lines + [f'error: {error}' for error in found.errors])
+
+
+def _key_value(text: str) -> str:
+    if '=' not in text:
+        raise argparse.ArgumentTypeError(f'{text!r} is not KEY=VALUE')
+    return text
+
+
+def cfg_options(parser: argparse.ArgumentParser, text: str) -> None:
+    """``--cfg-options KEY=VALUE ...``, kept as text while parsing; ``main`` reads the
+    values as mmengine's ``DictAction`` does (``1``, ``1e-3``, ``True``, ``None``, ``a,b``,
+    ``[(1,2),(3,4)]``)."""
+    parser.add_argument('--cfg-options', nargs='+', action='extend', type=_key_value,
+                        metavar='KEY=VALUE', help=f'{text}; values as in mmengine configs '
+                        '(numbers, True/False/None, lists as a,b or [a,b], tuples as (a,b))')
+
+
+def _read_cfg_options(items: Optional[List[str]]) -> Optional[dict]:
+    """``['a.b=1', ...]`` -> ``{'a.b': 1, ...}``; a later key wins, as on mmengine's CLI."""
+    if items is None:
+        return None
+    from mmengine.config import DictAction
+    parsed = argparse.Namespace()
+    DictAction(option_strings=['--cfg-options'], dest='options')(None, parsed, items)
+    return parsed.options
+
+
+LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
+LAUNCHER_HELP = ('how the processes were started: none (one process), pytorch (torchrun), '
+                 'slurm (srun), mpi (mpirun); see docs/distributed.md (default: %(default)s)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,36 +239,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True)
 
     def config_args(p):
-        p.add_argument('config', help='an mmengine config file (.py)')
-        p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                       help='override config keys, e.g. train_cfg.max_iters=10')
+        p.add_argument('config', help='an mmengine config file (.py), or PROVIDER::path for '
+                       'a config adapterkit or a plugin ships (adapterkit::quickstart/...)')
+        cfg_options(p, 'override config keys, e.g. train_cfg.max_iters=10')
 
     p = sub.add_parser('train', help='train a config with the mmengine Runner')
     config_args(p)
     p.add_argument('--work-dir', help='where logs and checkpoints go '
-                   '(default: work_dirs/<config name>)')
+                   "(default: work_dirs/<config file's base name>)")
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
-                   help='resume from CKPT, or from the latest checkpoint of the work dir')
+                   help='resume from CKPT, or from the latest checkpoint of the work dir; a '
+                   'finished run says so and exits')
     p.add_argument('--amp', action='store_true',
                    help='mixed precision: bf16 where supported (CPU too), fp16 otherwise')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--launcher', choices=LAUNCHERS, default='none', help=LAUNCHER_HELP)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser('test', help='evaluate a checkpoint on the test split of a config')
+    p = sub.add_parser('test', help='evaluate a checkpoint on the test split of a config and '
+                       'print its metrics')
     config_args(p)
-    p.add_argument('checkpoint')
-    p.add_argument('--work-dir')
+    p.add_argument('checkpoint', help="the weights to test: a Runner checkpoint (.pth), or an "
+                   "adapter-only export (.safetensors, loaded onto the config's "
+                   'model.backbone.pretrained); a merged export (export --merge) is plain timm '
+                   'weights for use outside adapterkit and is refused')
+    p.add_argument('--work-dir', help='where the test log and metrics.json go '
+                   "(default: work_dirs/<config file's base name>)")
     p.add_argument('--show-dir', help='save per-task prediction images here')
     p.add_argument('--out', help='also write the metrics to this JSON file')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--launcher', choices=LAUNCHERS, default='none', help=LAUNCHER_HELP)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser('synth', help='write the synthetic data set in the PASCAL-MT layout')
-    p.add_argument('out')
-    p.add_argument('--num-train', type=int, default=200)
-    p.add_argument('--num-val', type=int, default=50)
-    p.add_argument('--size', type=int, default=128)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('out', help='the folder to write (new, empty, or an earlier output of '
+                   'synth, which is replaced)')
+    p.add_argument('--num-train', type=int, default=200, metavar='N',
+                   help='training images (default: %(default)s)')
+    p.add_argument('--num-val', type=int, default=50, metavar='N',
+                   help='validation images (default: %(default)s)')
+    p.add_argument('--size', type=int, default=128, metavar='PX',
+                   help='side of the square images in pixels, at least 32 (default: '
+                   '%(default)s)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='the same seed writes byte-identical files (default: %(default)s)')
+    p.add_argument('--style', default='default', help='the scenes: default, or pretrain '
+                   '(other backgrounds, more objects: data for a pretraining stage) '
+                   '(default: %(default)s)')
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('params', help='count total and trainable parameters of a config')
@@ -244,18 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument('--adapter-only', action='store_true', help='only what is not the frozen '
                       'pretrained backbone, loadable on top of it')
     p.set_defaults(func=cmd_export)
+
     p = sub.add_parser('bench', help='median step time, throughput and peak memory of a '
                        "config's model on this device (random weights and data)")
     config_args(p)
     p.add_argument('--mode', choices=['train', 'infer'], default='train',
-                   help='train: forward + backward + AdamW step; infer: forward, no_grad')
-    p.add_argument('--batch', type=int, default=2)
+                   help='train: forward + backward + AdamW step; infer: forward, no_grad '
+                   '(default: %(default)s)')
+    p.add_argument('--batch', type=int, default=2, help='images per step (default: '
+                   '%(default)s)')
     p.add_argument('--img', type=int, help="image size (default: the config's)")
-    p.add_argument('--iters', type=int, default=5, help='timed steps (the median is reported)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed steps first')
+    p.add_argument('--iters', type=int, default=5, help='timed steps, the median is reported '
+                   '(default: %(default)s)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed steps first (default: '
+                   '%(default)s)')
     p.add_argument('--merged', action='store_true', help='merge the adapters first (infer)')
-    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
-    p.add_argument('--tasks', help="comma-separated tasks instead of the config's")
+    p.add_argument('--threads', type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument('--tasks', help="comma-separated tasks (default: the config's)")
     p.add_argument('--amp', action='store_true',
                    help='mixed precision, as train --amp (bf16 autocast on CPU)')
     p.add_argument('--json', action='store_true', help='machine-readable output')
@@ -274,8 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('suite', nargs='?', help='a suite file (configs/compare/*.py)')
     p.add_argument('--work-dir', help='where the runs and the report go (default: '
                    'work_dirs/compare/<suite name>; with --from-dirs: the first DIR)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                   help="override config keys of every run, on top of the suite's options")
+    cfg_options(p, "override config keys of every run, on top of the suite's options")
     p.add_argument('--seeds', type=int, metavar='N', help="seeds 0..N-1 instead of the suite's")
     p.add_argument('--only', metavar='NAMES', help='comma-separated members (and/or '
                    'single-task) to train now; the report still covers the whole suite')
@@ -285,12 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the quickstart comparison suite on synthetic data '
                        '(configs/compare/quickstart.py): every method, table and plots')
-    p.add_argument('--work-dir', default='work_dirs/demo')
+    p.add_argument('--work-dir', default='work_dirs/demo', help='where the runs and the report '
+                   'go; a rerun reuses the finished runs there (default: %(default)s)')
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser('plugins', help='installed plugins: what each registered, its configs, '
                        'and why one failed to load')
     p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.add_argument('--check', action='store_true', help='exit with status 1, saying why on '
+                   'stderr, when a plugin failed to load or discovery found a problem')
     p.set_defaults(func=cmd_plugins)
     return parser
 
@@ -311,8 +376,21 @@ def _error_line(err: BaseException) -> Optional[str]:
 _COMPUTING = ('train', 'test', 'bench', 'compare', 'demo')
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (so a BrokenPipeError came from our
+    output, not from a bug elsewhere): the system flags its end with POLLERR."""
+    import select
+    if not hasattr(select, 'poll'):
+        return True  # no poll (Windows): the broken pipe is taken to be stdout's
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if 'cfg_options' in args:
+        args.cfg_options = _read_cfg_options(args.cfg_options)
     try:
         if args.command in _COMPUTING:
             import torch
@@ -320,7 +398,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             from .engine.cpu_malloc import configure_cpu_malloc
             if not torch.cuda.is_available():
                 configure_cpu_malloc()
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader went away (`adapterkit params ... | head`): stop quietly, as Unix tools
+        # do, with the status of a process ended by SIGPIPE. Python would also complain when
+        # it flushes stdout on exit, so what is left goes to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13)
     except (AdapterkitError, OSError) as err:
         line = _error_line(err)
         if line is None:

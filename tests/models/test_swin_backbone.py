@@ -1,6 +1,6 @@
 import re
 
-import adapterkit  # noqa: F401  (installs the compat shims first)
+import adapterkit.registry  # noqa: F401  (installs the compat shims first)
 import pytest
 import timm
 import torch
