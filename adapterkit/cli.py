@@ -41,9 +41,38 @@ def cmd_train(args) -> int:
         cfg.resume = True
         # `--resume` alone picks the latest checkpoint of the work dir.
         cfg.load_from = None if args.resume == 'auto' else args.resume
+        finished = _finished(cfg)
+        if finished:  # the Runner would replay the data loader up to the end, then stop
+            print(finished)
+            return 0
     _runner(cfg).train()
     end_launch()
     return 0
+
+
+def _finished(cfg) -> Optional[str]:
+    """Where a resumed run has nothing left to train: a line saying so, read from the
+    checkpoint's meta (its tensors mapped, not read); None otherwise, and where the file
+    cannot be read (the Runner then reports it)."""
+    checkpoint = cfg.load_from
+    if checkpoint is None:  # mmengine's choice: the one its last_checkpoint file names
+        pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+        if not osp.isfile(pointer):
+            return None
+        with open(pointer) as f:
+            checkpoint = f.read().strip()
+    from .compat import load_checkpoint_file
+    try:
+        meta = load_checkpoint_file(checkpoint, map_location='cpu', mmap=True).get('meta', {})
+    except Exception:  # noqa: BLE001 (only a shortcut: the Runner reads it for real)
+        return None
+    train_cfg = cfg.get('train_cfg') or {}
+    for unit, key in (('iter', 'max_iters'), ('epoch', 'max_epochs')):
+        done, total = meta.get(unit), train_cfg.get(key)
+        if isinstance(done, int) and isinstance(total, int) and done >= total:
+            return (f'{cfg.work_dir}: finished: {checkpoint} is at {unit} {done} of {total} '
+                    f'(train_cfg.{key}); nothing to resume (raise {key} to train on)')
+    return None
 
 
 def cmd_test(args) -> int:
@@ -72,18 +101,29 @@ def cmd_test(args) -> int:
         load_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model,
                      args.checkpoint)
     metrics = runner.test()
-    if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
-        write_json(args.out, metrics)
+    if is_main_process():  # every rank gets the gathered metrics; one writes and prints
+        if args.out:
+            write_json(args.out, metrics)
+        print(f'{args.checkpoint}\n{metrics_table(metrics)}')
     end_launch()
     return 0
+
+
+def metrics_table(metrics: dict) -> str:
+    """The metrics of ``test``, one indented line each (printed whatever the log level)."""
+    if not metrics:
+        return '  no metrics'
+    width = max(len(key) for key in metrics)
+    return '\n'.join(f'  {key:<{width}}  {value:.4f}' if isinstance(value, float)
+                     else f'  {key:<{width}}  {value}' for key, value in metrics.items())
 
 
 def cmd_synth(args) -> int:
     from .datasets.synthetic import synthesize
     synthesize(args.out, num_train=args.num_train, num_val=args.num_val, size=args.size,
-               seed=args.seed)
+               seed=args.seed, style=args.style)
     print(f'wrote {args.num_train} train + {args.num_val} val synthetic scenes '
-          f'({args.size}px, seed {args.seed}) to {args.out}')
+          f'({args.size}px, seed {args.seed}, style {args.style}) to {args.out}')
     return 0
 
 

@@ -98,14 +98,16 @@ def _mmengine_safe_globals() -> list:
     return safe
 
 
-def load_checkpoint_file(filename, map_location=None) -> dict:
+def load_checkpoint_file(filename, map_location=None, mmap: bool = False) -> dict:
     """``torch.load`` restricted to tensors, containers and mmengine's stored types.
 
     A file whose pickle refers to anything else is refused before any of it runs.
+    ``mmap`` maps the tensors instead of reading them (cheap when only metadata is needed).
     """
     try:
         with torch.serialization.safe_globals(_mmengine_safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+            return torch.load(filename, map_location=map_location, weights_only=True,
+                              mmap=mmap)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if 'Unsupported' in line or 'unrecognized' in line
