@@ -106,11 +106,13 @@ def _mmengine_safe_globals() -> list:
     return safe
 
 
-def load_checkpoint_file(filename, map_location=None) -> dict:
+def load_checkpoint_file(filename, map_location=None, mmap: bool = False) -> dict:
     """A checkpoint file by its content: a safetensors file as ``{'state_dict': tensors,
     'meta': its metadata}``, a torch file through ``torch.load`` restricted to tensors,
     containers and mmengine's stored types. A pickle that refers to anything else is
-    refused before any of it runs; a file of neither format is one line saying so."""
+    refused before any of it runs; a file of neither format is one line saying so.
+    ``mmap`` maps a torch file's tensors instead of reading them (cheap when only metadata
+    is needed)."""
     kind = file_format(str(filename))
     if kind == 'safetensors':
         return read_safetensors(str(filename))
@@ -118,10 +120,13 @@ def load_checkpoint_file(filename, map_location=None) -> dict:
         raise CheckpointError(f'{filename}: neither a torch nor a safetensors file (by its '
                               f'content); adapterkit reads {ACCEPTED}', file=str(filename))
     try:
-        # a file object: torch >= 2.10 reads a path named *.safetensors by its suffix
-        with torch.serialization.safe_globals(_mmengine_safe_globals()), \
-                open(filename, 'rb') as f:
-            return torch.load(f, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_mmengine_safe_globals()):
+            if mmap:  # mapping needs the path
+                return torch.load(filename, map_location=map_location, weights_only=True,
+                                  mmap=True)
+            # a file object: torch >= 2.10 reads a path named *.safetensors by its suffix
+            with open(filename, 'rb') as f:
+                return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if 'Unsupported' in line or 'unrecognized' in line

@@ -76,7 +76,6 @@ TINY_SWIN = dict(type='SwinBackbone', img_size=64, embed_dim=16, depths=(1, 1, 1
 
 
 def _tiny_model(adapter=None, pretrained=None, tasks=('semseg', 'normals')):
-    import adapterkit  # noqa: F401  (registers everything, installs the compat shims)
     from mmengine.registry import init_default_scope
 
     from adapterkit.registry import MODELS

@@ -42,6 +42,48 @@ def test_an_unknown_strategy_is_one_line_naming_the_registered_ones(capsys):
     assert 'LoRA' in line and 'MTLoRA' in line
 
 
+def test_an_option_the_model_does_not_take_is_one_line_before_anything_is_built(cli):
+    proc = cli('params', LORA, '--cfg-options', 'model.adaptr.rank=4', check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "adapterkit params: error: MultiTaskModel: unknown option 'adaptr' in model (options: "
+        'backbone, tasks, head, heads, adapter, train_heads, channels_last, torch_compile, '
+        'data_preprocessor, init_cfg)']
+
+
+@pytest.mark.parametrize('option, line', [
+    ('model.backbone.embed_dims=16', "SwinBackbone: unknown option 'embed_dims' in "
+     'model.backbone (options: arch, img_size, '),
+    ('model.head.chanels=[8,8,8,8]', "HRNetHead: unknown option 'chanels' in model.head "
+     '(options: in_channels, num_outputs, channels, init_cfg)'),
+    ('model.heads.sal.type=HRNetHed', "model.heads.sal: unknown type 'HRNetHed' in the model "
+     'registry (closest: HRNetHead'),
+    ('model.backbone.type=SwinBackbon', "model.backbone: unknown type 'SwinBackbon' in the model "
+     'registry (closest: SwinBackbone)'),
+    ('train_dataloader.dataset.type=PascalMT', "train_dataloader.dataset: unknown type "
+     "'PascalMT' in the dataset registry (closest: PascalMTDataset)"),
+    ('val_evaluator.type=MultiTaskMetrics', "val_evaluator: unknown type 'MultiTaskMetrics' in "
+     'the metric registry (closest: MultiTaskMetric'),
+    ('optim_wrapper.optimizer.type=AdamX', "optim_wrapper.optimizer: unknown type 'AdamX' in "
+     'the optimizer registry (closest: '),
+    ('default_hooks.checkpoint.type=CheckpointHok', "default_hooks.checkpoint: unknown type "
+     "'CheckpointHok' in the hook registry (closest: CheckpointHook"),
+])
+def test_an_unknown_option_or_type_anywhere_is_one_line_naming_the_key(capsys, option, line):
+    assert main(['params', LORA, '--cfg-options', option]) == 2
+    [error] = error_lines(capsys)
+    assert error.startswith(f'adapterkit params: error: {line}')
+
+
+def test_the_closest_names_come_from_the_registry_and_its_parents():
+    from adapterkit import load_config
+    from adapterkit.errors import UnknownNameError
+    with pytest.raises(UnknownNameError) as caught:
+        load_config(LORA, {'param_scheduler.1.type': 'CosineAnealingLR'})
+    assert caught.value.key == 'param_scheduler.1'
+    assert 'closest: CosineAnnealingLR' in str(caught.value)  # mmengine's, not ours
+
+
 def test_the_error_carries_what_failed():
     from adapterkit import build_model, load_config
     with pytest.raises(StrategyError) as caught:

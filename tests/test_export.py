@@ -2,6 +2,7 @@
 import glob
 import json
 import os.path as osp
+import re
 from pathlib import Path
 
 import cv2
@@ -161,6 +162,18 @@ def test_runner_checkpoints_resume_training_exactly(cli, lora_run, tmp_path):
     assert set(straight['state_dict']) == set(resumed['state_dict'])
     for key, value in straight['state_dict'].items():
         assert torch.equal(resumed['state_dict'][key], value), key
+
+
+def test_training_logs_the_optimizer_in_one_line_not_a_line_per_parameter(lora_run):
+    [log] = Path(lora_run['work_dir']).glob('*/*.log')
+    lines = log.read_text().splitlines()
+    assert not [line for line in lines if 'requires_grad=False' in line
+                or 'paramwise_options' in line]
+    [summary] = [line for line in lines if 'optimizer AdamW:' in line]
+    # LoRA rank 8 on every block + the four heads train; the pretrained Swin stays frozen
+    assert re.search(r'optimizer AdamW: 1,581,056 parameters in \d+ tensors train '
+                     r'\(weight_decay=0.0 for \d+\); 2,278,366 frozen parameters in \d+ '
+                     'tensors are left out$', summary), summary
 
 
 def test_cli_exports_an_adapter_only_file_that_evaluates_alone(cli, val_scalars, lora_run,

@@ -51,3 +51,28 @@ def test_a_written_file_has_the_permissions_of_a_plainly_written_one(tmp_path):
     plain.write_text('x')
     write_text(str(tmp_path / 'atomic.txt'), 'x')  # not mkstemp's private 0600
     assert (tmp_path / 'atomic.txt').stat().st_mode == plain.stat().st_mode
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_an_export_written_by_safetensors_honours_the_umask(tmp_path, umask):
+    import torch
+    from safetensors.torch import save_file
+
+    old = os.umask(umask)
+    try:
+        atomic_write(str(tmp_path / 'lora.safetensors'),  # safetensors alone writes 0600
+                     lambda tmp: save_file({'a': torch.zeros(2)}, tmp))
+        atomic_write(str(tmp_path / 'lib.so'),  # a writer's execute bits stay
+                     lambda tmp: (open(tmp, 'w').close(), os.chmod(tmp, 0o755)))
+    finally:
+        os.umask(old)
+    assert (tmp_path / 'lora.safetensors').stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / 'lib.so').stat().st_mode & 0o777 == 0o755
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / 'results.md'
+    write_text(str(path), 'old')
+    path.chmod(0o640)
+    write_text(str(path), 'new')
+    assert path.read_text() == 'new' and path.stat().st_mode & 0o777 == 0o640

@@ -19,7 +19,6 @@ names) and ``mark_trainable`` (turn ``requires_grad`` on and remember the names 
 earlier adaptation) before it changes the first module, so an error leaves the model as it
 was.
 """
-import inspect
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import NotMergeableError, StrategyError, UnknownNameError
-from ..registry import ADAPTERS
+from ..registry import ADAPTERS, accepted_options
 
 #: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
 TRAINABLE_ALIASES = {
@@ -221,21 +220,3 @@ def build_strategy(cfg: dict) -> AdapterStrategy:
                             f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
                             option=unknown[0])
     return ADAPTERS.build(cfg)
-
-
-def accepted_options(cls: type) -> Optional[List[str]]:
-    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
-    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
-    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
-    are then added; None where no class up the chain closes the list (any option may be
-    meant)."""
-    accepted = []
-    for klass in cls.__mro__:
-        if '__init__' not in vars(klass) or klass is object:
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        accepted += [p.name for p in parameters if p.name not in accepted
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
-    return None

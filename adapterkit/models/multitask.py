@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from ..adapters.base import AdapterStrategy, accepted_options, build_strategy  # noqa: F401
+from ..adapters.base import AdapterStrategy, build_strategy
 from ..errors import ConfigError, UnknownNameError
 from ..layers.projected_map import materialize
 from ..registry import MODELS

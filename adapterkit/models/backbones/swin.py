@@ -4,6 +4,7 @@ Module and state-dict names equal timm's (``patch_embed.*``, ``layers.{i}.blocks
 ``layers.{i}.downsample.*``) so adapter target patterns and checkpoints line up. The
 classifier head and the final LayerNorm are dropped: the four taps never use them.
 """
+import inspect
 import os.path as osp
 from typing import List, Optional, Tuple
 
@@ -184,6 +185,14 @@ class SwinBackbone(BaseModule):
         # shared stream.
         self.streams = StreamPolicy()
         self.set_grad_checkpointing(with_cp)
+
+    @classmethod
+    def accepted_options(cls) -> List[str]:
+        """Its own options, then those of timm's ``SwinTransformer`` (``**timm_kwargs``)
+        but the classifier's, which a backbone leaves out (see registry.check_options)."""
+        own = list(inspect.signature(cls.__init__).parameters)[1:-1]
+        timm_options = list(inspect.signature(SwinTransformer.__init__).parameters)[1:]
+        return own + [o for o in timm_options if o not in own + ['num_classes', 'global_pool']]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every block's activations in the backward pass instead of keeping
