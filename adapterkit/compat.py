@@ -8,16 +8,20 @@
    means ``weights_only=True`` and mmengine's own checkpoints (message hub, numpy
    scalars) are refused. ``install_safe_checkpoint_loading`` allow-lists exactly the
    types mmengine stores and turns a refused pickle into one clear error. Unrestricted
-   unpickling is never used.
+   unpickling is never used. A file that cannot be a whole checkpoint (empty, or a zip
+   archive cut off before its end record, what a kill during a copy leaves) and a damaged
+   ``.safetensors`` file are one line naming the file too.
 """
+import os
 import pickle
 import sys
 import types
+import zipfile
 
 import torch
 import torch.nn.functional as F
 
-from .errors import CheckpointRefusedError, MissingFileError
+from .errors import CheckpointError, CheckpointRefusedError, MissingFileError
 
 
 # ---------------------------------------------------------------- mmcv.ops shim
@@ -99,10 +103,14 @@ def _mmengine_safe_globals() -> list:
 
 
 def load_checkpoint_file(filename, map_location=None) -> dict:
-    """``torch.load`` restricted to tensors, containers and mmengine's stored types.
+    """``torch.load`` restricted to tensors, containers and mmengine's stored types (a
+    ``.safetensors`` file is read by safetensors).
 
     A file whose pickle refers to anything else is refused before any of it runs.
     """
+    _refuse_incomplete(filename)
+    if str(filename).endswith('.safetensors'):
+        return load_safetensors_file(filename)
     try:
         with torch.serialization.safe_globals(_mmengine_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -113,6 +121,31 @@ def load_checkpoint_file(filename, map_location=None) -> dict:
         raise CheckpointRefusedError(
             f'{filename}: refused to load checkpoint: it refers to objects outside the '
             f'allow-list ({reason}); nothing from it was executed', file=str(filename)) from None
+
+
+def load_safetensors_file(filename) -> dict:
+    """The tensors of a ``.safetensors`` file (on the CPU); a damaged file is one line."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(filename, device='cpu')
+    except Exception as err:  # safetensors reports a malformed file with its own error type
+        raise CheckpointError(f'{filename}: not a safetensors file, or a damaged one ({err})',
+                              file=str(filename)) from None
+
+
+def _refuse_incomplete(filename) -> None:
+    """One line for a file that cannot hold a whole checkpoint: an empty one, or torch's
+    zip format without its end record (cut off by a kill or a failed copy)."""
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        reason = 'the file is empty'
+    elif head == b'PK\x03\x04' and not zipfile.is_zipfile(filename):
+        reason = f'its zip archive ends early ({os.path.getsize(filename):,} bytes)'
+    else:
+        return
+    raise CheckpointError(f'{filename}: not a checkpoint (truncated?): {reason}',
+                          file=str(filename))
 
 
 def install_safe_checkpoint_loading() -> None:

@@ -265,11 +265,7 @@ class SwinBackbone(BaseModule):
         path = str(path)
         if not osp.isfile(path):
             raise MissingFileError(f'pretrained checkpoint not found: {path}', file=path)
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            raw = load_file(path, device='cpu')
-        else:
-            raw = load_checkpoint_file(path, map_location='cpu')
+        raw = load_checkpoint_file(path, map_location='cpu')  # .pth or .safetensors
         flat = _unwrap(raw)
         layout = 'Microsoft' if _MICROSOFT_MERGE_KEY in flat else 'timm'
         state_dict = self.convert_state_dict(flat)
