@@ -88,6 +88,7 @@ def cmd_test(args) -> int:
     metrics = runner.test()
     if args.out and is_main_process():  # every rank gets the gathered metrics; one writes
         write_json(args.out, {k: json_number(v) for k, v in metrics.items()})
+    del runner  # end_launch frees the process groups it holds
     end_launch()
     return 0
 

@@ -1,6 +1,11 @@
 """What the CLI prints when something fails: one line for a mistake a user can fix (an
 adapterkit error, a file-system error with its path), the traceback for a bug."""
+import os
 import os.path as osp
+import resource
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -201,3 +206,22 @@ def test_a_second_command_on_a_work_dir_in_use_is_refused_naming_the_holder(
     assert error_lines(capsys) == [
         f'adapterkit train: error: work dir {tmp_path}/run is in use by another adapterkit '
         f'process (pid {proc.pid}); wait for it to end, or choose another --work-dir']
+
+
+def test_a_full_disk_under_the_work_dir_is_one_line_naming_the_file(data_options, synth_root,
+                                                                     tmp_path):
+    # No unprivileged way to fill a disk: a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored)
+    # fails the checkpoint's write() as ENOSPC would, with EFBIG, and no file name either.
+    def small_files_only():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 2**20, 2 * 2**20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    work_dir = tmp_path / 'run'
+    proc = subprocess.run([sys.executable, '-m', 'adapterkit', 'train', LORA, '--work-dir',
+                           str(work_dir), *data_options(synth_root, 2)], cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS='2'), capture_output=True,
+                          text=True, timeout=600, preexec_fn=small_files_only)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'adapterkit train: error: File too large: {work_dir}/iter_2.pth')
+    assert not [name for name in os.listdir(work_dir) if '.pth' in name]  # nor a temporary

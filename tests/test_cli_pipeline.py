@@ -19,16 +19,20 @@ def test_train_test_resume_roundtrip(cli, data_options, val_scalars, synth_root,
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'sal/maxF', 'normals/mean'):
         assert key in logged
 
-    # `test` on the saved checkpoint reproduces the validation metrics of training.
+    # `test` on the saved checkpoint reproduces the validation metrics of training, and
+    # never touches the train data (its root here does not exist).
     out = str(tmp_path / 'metrics.json')
     show = str(tmp_path / 'show')
     cli('test', QUICKSTART, osp.join(work_dir, 'iter_4.pth'), '--work-dir',
         str(tmp_path / 'test'), '--out', out, '--show-dir', show,
-        *data_options(synth_root, 4))
+        *data_options(synth_root, 4), f'train_dataloader.dataset.data_root={tmp_path}/none')
     with open(out) as f:
         tested = json.load(f)
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mean'):
         assert tested[key] == pytest.approx(logged[key], abs=1e-6), key
+    with open(tmp_path / 'test' / 'metrics.json') as f:
+        record = json.load(f)
+    assert (record['split'], record['iter'], record['metrics']) == ('test', 4, tested)
     for task in ('semseg', 'human_parts', 'sal', 'normals'):
         assert len(glob.glob(osp.join(show, task, '*.png'))) == 4
 

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import uuid
 
 import pytest
@@ -115,3 +116,16 @@ def test_metrics_without_a_value_are_written_as_null_in_valid_json(tiny_model, t
         record = json.loads(f.read(), parse_constant=lambda name: pytest.fail(name))
     assert record == dict(split='test', iter=None, epoch=None,
                           metrics={'semseg/mIoU': 12.5, 'normals/mean': None})
+
+
+def test_a_huge_learning_rate_stops_the_quickstart_at_once_saving_nothing(
+        cli, data_options, synth_root, tmp_path):
+    proc = cli('train', QUICKSTART, '--work-dir', str(tmp_path), *data_options(synth_root, 6),
+               'optim_wrapper.optimizer.lr=1e6', check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r'adapterkit train: error: the gradient norm is nan \(largest task loss '
+                        r'loss_\w+ = [\d.e+]+\) at iteration 2: training stopped, nothing of '
+                        r'this iteration was saved; lower the learning rate '
+                        r'\(optim_wrapper\.optimizer\.lr\)', last), last
+    assert not [name for name in os.listdir(tmp_path) if '.pth' in name]
