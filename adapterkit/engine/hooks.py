@@ -9,13 +9,15 @@ from typing import Optional
 import cv2
 import numpy as np
 import torch
-from mmengine.dist import all_reduce, get_comm_device, get_world_size, is_main_process
+from mmengine.dist import (all_reduce, broadcast_object_list, get_comm_device, get_world_size,
+                           is_main_process)
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from ..errors import DivergedError
-from ..fileio import atomic_path, write_json, write_text
+from ..fileio import atomic_path, read_json, write_json, write_text
 from ..registry import HOOKS
 from .bench import peak_memory, reset_peak_memory
 from .compare_report import duration_text
@@ -77,6 +79,10 @@ class SaveMetricsHook(Hook):
     from ``runner.iter`` after the fact: asking a Runner that only tests for its iteration
     builds its train loop, and with it the train data set. A metric that is not a number
     (a task with no valid pixel) is written as null, never as JSON-invalid ``NaN``.
+
+    A run killed during its final validation resumes at its last iteration, where mmengine's
+    loop trains and validates nothing: at the end of training, a final validation that
+    mmengine's loop would have run but that this file does not hold is run then.
     """
 
     priority = 'LOW'
@@ -97,6 +103,19 @@ class SaveMetricsHook(Hook):
 
     def after_train_epoch(self, runner):
         self.step['epoch'] = runner.epoch + 1
+
+    def after_train(self, runner):
+        loop = runner.train_loop
+        unit = 'epoch' if isinstance(loop, EpochBasedTrainLoop) else 'iter'
+        reached = getattr(runner, unit)
+        missing = [False]
+        if is_main_process():
+            record = read_json(osp.join(runner.work_dir, self.filename)) or {}
+            missing[0] = (reached >= loop.val_begin and reached == getattr(loop, f'max_{unit}s')
+                          and (record.get('split'), record.get(unit)) != ('val', reached))
+        broadcast_object_list(missing)  # every rank validates, or none
+        if missing[0] and runner.val_loop is not None:
+            runner.val_loop.run()
 
     def _dump(self, runner, metrics, split):
         if not metrics or not is_main_process():

@@ -108,6 +108,26 @@ def test_every_option_of_mmengines_hook_still_works_best_checkpoints_included(ro
     assert hub['keep_ckpt_ids'] == [3] and hub['best_ckpt'] == str(tmp_path / best[0])
 
 
+class Interrupt(Hook):
+    """A fault: the process stops as the final validation begins (its checkpoint saved)."""
+
+    def before_val_epoch(self, runner):
+        raise KeyboardInterrupt
+
+
+def test_a_run_stopped_in_its_final_validation_validates_when_resumed(root, tmp_path):
+    run = runner(root, tmp_path, max_iters=2)
+    run.register_hook(Interrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run.train()
+    assert 'iter_2.pth' in files(tmp_path) and 'metrics.json' not in files(tmp_path)
+    resumed = runner(root, tmp_path, max_iters=2, resume=True)
+    resumed.train()  # nothing left to train; mmengine's loop would not validate either
+    with open(tmp_path / 'metrics.json') as f:
+        record = json.load(f)
+    assert (record['split'], record['iter']) == ('val', 2) and 'semseg/mIoU' in record['metrics']
+
+
 def test_metrics_without_a_value_are_written_as_null_in_valid_json(tiny_model, tmp_path):
     run = Runner(model=tiny_model(), work_dir=str(tmp_path),
                  experiment_name=f'hooks-{uuid.uuid4().hex[:8]}')
