@@ -210,8 +210,6 @@ def _on_any_rank(flag: bool) -> bool:
     return bool(found.item())
 
 
-
-
 def diverged_fix(optim_wrapper) -> str:
     """What to change when training diverged: the learning rate, and gradient clipping where
     it is off."""
