@@ -17,7 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
 from ..errors import DivergedError
-from ..fileio import atomic_path, read_json, write_json, write_text
+from ..fileio import atomic_path, read_json, write_bytes, write_json, write_text
 from ..registry import HOOKS
 from .bench import peak_memory, reset_peak_memory
 from .compare_report import duration_text
@@ -66,7 +66,9 @@ class SavePredictionsHook(Hook):
                 folder = osp.join(self.out_dir, name)
                 os.makedirs(folder, exist_ok=True)
                 picture = prediction_image(pred, task.label_kind, task.num_outputs)
-                cv2.imwrite(osp.join(folder, f'{img_id}.png'), picture[..., ::-1])
+                # encoded here and written by fileio: cv2.imwrite ignores a failed write
+                png = cv2.imencode('.png', picture[..., ::-1])[1].tobytes()
+                write_bytes(osp.join(folder, f'{img_id}.png'), png)
 
 
 @HOOKS.register_module()

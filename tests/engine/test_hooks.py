@@ -149,3 +149,4 @@ def test_a_huge_learning_rate_stops_the_quickstart_at_once_saving_nothing(
                         r'this iteration was saved; lower the learning rate '
                         r'\(optim_wrapper\.optimizer\.lr\)', last), last
     assert not [name for name in os.listdir(tmp_path) if '.pth' in name]
+
