@@ -11,7 +11,8 @@ same folder again (``adapterkit compare`` holds its suite's folder and each run'
 is released when the returned ``WorkDirLock`` is released as often as it was taken, or when
 the process ends. Under torchrun and the other launchers only rank 0 locks (``is_rank_zero``):
 the ranks of one run share its work dir, and when rank 0 refuses, the launcher stops the
-others. flock works between processes of one machine; on NFS it depends on the server.
+others. flock works between processes of one machine; on NFS it depends on the server; on
+a system without ``fcntl`` (Windows) the folder is created and not locked.
 
 ``check_writable(path, what)`` creates a folder (or the folder of a file) and writes and
 removes a probe file in it, so that an unwritable ``--out`` or ``--show-dir`` is one line
@@ -21,7 +22,6 @@ A file-system refusal here (a work dir that is a file, a read-only or full disk,
 permission) is an ``OutputError``: one line with the path and the system's reason.
 """
 import errno
-import fcntl
 import os
 import os.path as osp
 import re
@@ -30,6 +30,11 @@ from typing import Dict, Optional
 
 from ..errors import OutputError, WorkDirLockedError
 from ..fileio import TEMPORARY
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 LOCK_FILE = '.adapterkit.lock'
 
@@ -75,7 +80,8 @@ def lock_work_dir(work_dir: str) -> WorkDirLock:
     except OSError as err:
         raise _output_error(work_dir, 'work dir', err) from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(handle)
         os.close(handle)
