@@ -26,12 +26,24 @@ def _runner(cfg):
     return build_runner(cfg)
 
 
+_held = []  # the work dirs this command locked, released when it ends (see main)
+
+
+def _hold_work_dir(work_dir: str, launcher: str) -> None:
+    """Lock the work dir for the rest of the command (engine/workdir.py): a second command
+    on it is refused. Rank 0 locks for all the ranks of a launch."""
+    from .engine.workdir import is_rank_zero, lock_work_dir
+    if is_rank_zero(launcher):
+        _held.append(lock_work_dir(work_dir))
+
+
 def cmd_train(args) -> int:
     from .config import load_config
     from .engine.distributed import end_launch, prepare_launch
     from .engine.optim import amp_optim_wrapper
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(args.config)
+    _hold_work_dir(cfg.work_dir, args.launcher)
     prepare_launch(cfg, args.launcher)
     if args.amp:
         import torch
@@ -80,6 +92,8 @@ def cmd_test(args) -> int:
     from mmengine.model import is_model_wrapper
 
     from .engine.distributed import end_launch, prepare_launch
+    from .engine.hooks import json_number
+    from .engine.workdir import check_writable
     from .models.files import load_weights
     # `test FILE` alone: the config is the one the file stores
     config, checkpoint = (args.config, args.checkpoint) if args.checkpoint else (None, args.config)
@@ -88,6 +102,11 @@ def cmd_test(args) -> int:
     cfg = _test_config(config, checkpoint, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or _default_work_dir(
         (config or checkpoint).rstrip('/'))
+    if args.out:  # where the results go is checked before anything is evaluated
+        check_writable(args.out, '--out', folder=False)
+    if args.show_dir:
+        check_writable(args.show_dir, '--show-dir')
+    _hold_work_dir(cfg.work_dir, args.launcher)
     prepare_launch(cfg, args.launcher)
     # adapterkit loads every kind of checkpoint itself, strictly (models/files.py): mmengine
     # would only warn about keys that do not fit, and leave an adapter's backbone random
@@ -101,8 +120,9 @@ def cmd_test(args) -> int:
     metrics = runner.test()
     if is_main_process():  # every rank gets the gathered metrics; one writes and prints
         if args.out:
-            write_json(args.out, metrics)
+            write_json(args.out, {k: json_number(v) for k, v in metrics.items()})
         print(f'{args.checkpoint}\n{metrics_table(metrics)}')
+    del runner  # end_launch frees the process groups it holds
     end_launch()
     return 0
 
@@ -555,6 +575,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f'adapterkit {args.command}: error: {line}', file=sys.stderr)
         return 2
+    finally:
+        while _held:
+            _held.pop().release()
 
 
 if __name__ == '__main__':

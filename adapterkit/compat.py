@@ -16,9 +16,11 @@
    through mmengine's ``load_from``.
 """
 import collections
+import os
 import pickle
 import sys
 import types
+import zipfile
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +115,7 @@ def load_checkpoint_file(filename, map_location=None, mmap: bool = False) -> dic
     refused before any of it runs; a file of neither format is one line saying so.
     ``mmap`` maps a torch file's tensors instead of reading them (cheap when only metadata
     is needed)."""
+    _refuse_incomplete(filename)
     kind = file_format(str(filename))
     if kind == 'safetensors':
         return read_safetensors(str(filename))
@@ -150,6 +153,21 @@ def read_safetensors(path: str) -> dict:
                               file=path) from None
     state._metadata = {'': dict(adapterkit_file=dict(meta, path=path))}
     return dict(state_dict=state, meta=meta)
+
+
+def _refuse_incomplete(filename) -> None:
+    """One line for a file that cannot hold a whole checkpoint: an empty one, or torch's
+    zip format without its end record (cut off by a kill or a failed copy)."""
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        reason = 'the file is empty'
+    elif head == b'PK\x03\x04' and not zipfile.is_zipfile(filename):
+        reason = f'its zip archive ends early ({os.path.getsize(filename):,} bytes)'
+    else:
+        return
+    raise CheckpointError(f'{filename}: not a checkpoint (truncated?): {reason}',
+                          file=str(filename))
 
 
 def install_safe_checkpoint_loading() -> None:

@@ -13,15 +13,22 @@ a new file: some writers make their file private (safetensors writes 0o600).
 The writer is a callable that receives the temporary path, so any library that writes to a
 path (``torch.save``, safetensors, matplotlib, a compiler's ``-o``) uses it unchanged;
 ``atomic_open`` hands out a file object instead (``json.dump``, mmengine's checkpoint
-saving). This module imports nothing of adapterkit.
+saving). A write that fails for want of space or permission raises the system's error
+with the target's path in it (a failing ``write()`` names no file of its own). A process
+killed while writing leaves its temporary behind (``TEMPORARY`` names them; whoever holds the
+folder may remove them, see ``engine/workdir.py``). This module imports nothing of adapterkit.
 """
 import json
 import os
 import os.path as osp
+import re
 import stat
 import uuid
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterator, Optional
+
+#: The name of a temporary file of ``atomic_path``; group 1 is the target's base name.
+TEMPORARY = re.compile(r'\.(.+)\.[0-9a-f]{12}\.tmp')
 
 
 @contextmanager
@@ -43,6 +50,10 @@ def atomic_path(path: str) -> Iterator[str]:
                  else stat.S_IMODE(os.stat(tmp).st_mode) | created)
         os.replace(tmp, path)
         _fsync_folder(folder)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), path) from err  # same subclass
     finally:
         if osp.lexists(tmp):
             os.remove(tmp)

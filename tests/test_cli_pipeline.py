@@ -20,12 +20,14 @@ def test_train_test_resume_roundtrip(cli, data_options, val_scalars, synth_root,
         assert key in logged
 
     # `test` on the saved checkpoint reproduces the validation metrics of training, and
-    # prints them even where the config logs errors only (as compare's run configs do).
+    # prints them even where the config logs errors only (as compare's run configs do), and
+    # never touches the train data (its root here does not exist).
     out = str(tmp_path / 'metrics.json')
     show = str(tmp_path / 'show')
     proc = cli('test', QUICKSTART, osp.join(work_dir, 'iter_4.pth'), '--work-dir',
                str(tmp_path / 'test'), '--out', out, '--show-dir', show,
-               *data_options(synth_root, 4), 'log_level=ERROR')
+               *data_options(synth_root, 4), 'log_level=ERROR',
+               f'train_dataloader.dataset.data_root={tmp_path}/none')
     with open(out) as f:
         tested = json.load(f)
     # the same float32 computation on the same weights, images, batches and threads: the
@@ -38,6 +40,9 @@ def test_train_test_resume_roundtrip(cli, data_options, val_scalars, synth_root,
     assert printed.keys() == tested.keys()
     # printed to 4 decimals
     assert float(printed['semseg/mIoU']) == pytest.approx(tested['semseg/mIoU'], abs=5e-5)
+    with open(tmp_path / 'test' / 'metrics.json') as f:
+        record = json.load(f)
+    assert (record['split'], record['iter'], record['metrics']) == ('test', 4, tested)
     for task in ('semseg', 'human_parts', 'sal', 'normals'):
         assert len(glob.glob(osp.join(show, task, '*.png'))) == 4
 

@@ -1,8 +1,13 @@
 """Adapter-only checkpoints, merged exports and exact resumption, in process and by the CLI."""
 import glob
 import json
+import os
 import os.path as osp
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -17,7 +22,8 @@ from adapterkit import build_model, load_config
 from adapterkit.models.checkpoint import (load_adapter, merged_state_dict, read_metadata,
                                           save_adapter, save_merged)
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / 'configs'
 TINY = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), window_size=4)
 MINI = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4)  # quickstart
 LORA_EVERYWHERE = dict(type='LoRA', rank=2, targets=[
@@ -174,6 +180,59 @@ def test_training_logs_the_optimizer_in_one_line_not_a_line_per_parameter(lora_r
     assert re.search(r'optimizer AdamW: 1,581,056 parameters in \d+ tensors train '
                      r'\(weight_decay=0.0 for \d+\); 2,278,366 frozen parameters in \d+ '
                      'tensors are left out$', summary), summary
+
+
+# The adapterkit command, killed (-9, by itself) the moment the checkpoint NAME starts to be
+# written into WORK_DIR: a file of that name, or its temporary, exists and is not empty.
+KILLED_IN_WRITE = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    work_dir, name = sys.argv[1], sys.argv[2]
+
+    def writing():
+        for entry in os.listdir(work_dir) if os.path.isdir(work_dir) else ():
+            if entry == name or entry.startswith('.' + name + '.'):
+                try:
+                    return os.path.getsize(os.path.join(work_dir, entry)) > 0
+                except OSError:  # renamed meanwhile
+                    pass
+        return False
+
+    def kill_when_writing():
+        while not writing():
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=kill_when_writing, daemon=True).start()
+    from adapterkit.cli import main
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+def test_a_kill_during_a_checkpoint_write_loses_nothing_and_resumes_exactly(
+        cli, lora_run, tmp_path):
+    # max_keep_ckpts=1: mmengine deleted iter_2.pth before writing iter_4.pth, so this
+    # kill left a half file and no checkpoint ("iter_2.pth can not be found" on resume).
+    work_dir = str(tmp_path / 'killed')
+    options = [*lora_run['options'], 'default_hooks.checkpoint.max_keep_ckpts=1']
+    proc = subprocess.run([sys.executable, '-c', KILLED_IN_WRITE, work_dir, 'iter_4.pth',
+                           'train', QUICKSTART_LORA, '--work-dir', work_dir, *options],
+                          cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='2'),
+                          capture_output=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    left = os.listdir(work_dir)
+    assert 'iter_2.pth' in left and 'iter_4.pth' not in left
+    assert any(name.startswith('.iter_4.pth.') for name in left)  # killed inside the write
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        assert f.read() == osp.join(work_dir, 'iter_2.pth')
+
+    proc = cli('train', QUICKSTART_LORA, '--work-dir', work_dir, '--resume', *options)
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+    assert sorted(n for n in os.listdir(work_dir) if '.pth' in n) == ['iter_4.pth']
+    straight = torch.load(osp.join(lora_run['work_dir'], 'iter_4.pth'), weights_only=False)
+    resumed = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=False)
+    assert set(straight['state_dict']) == set(resumed['state_dict'])
+    for key, value in straight['state_dict'].items():
+        assert torch.equal(resumed['state_dict'][key], value), key
 
 
 def test_cli_exports_an_adapter_only_file_that_evaluates_alone(cli, val_scalars, lora_run,

@@ -1,8 +1,10 @@
+import errno
 import json
 import os
 
 import pytest
 
+from adapterkit import fileio
 from adapterkit.fileio import atomic_open, atomic_write, read_json, write_json, write_text
 
 
@@ -76,3 +78,26 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     path.chmod(0o640)
     write_text(str(path), 'new')
     assert path.read_text() == 'new' and path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_full_disk_names_the_file_being_written_and_keeps_the_old_one(tmp_path):
+    # /dev/full fails every write with ENOSPC, as a full disk does: the error a write()
+    # raises names no file, so the one line the CLI prints would have no path without it.
+    path = tmp_path / 'iter_4.pth'
+    write_text(str(path), 'old')
+
+    def onto_a_full_disk(tmp):
+        with open(tmp, 'wb') as f, open('/dev/full', 'wb') as full:
+            f.write(b'half')
+            full.write(b'\0' * 2**16)
+
+    with pytest.raises(OSError) as caught:
+        atomic_write(str(path), onto_a_full_disk)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert path.read_text() == 'old' and os.listdir(tmp_path) == ['iter_4.pth']
+
+
+def test_temporaries_are_named_so_that_they_can_be_found(tmp_path):
+    with fileio.atomic_path(str(tmp_path / 'iter_4.pth')) as tmp:
+        assert fileio.TEMPORARY.fullmatch(os.path.basename(tmp)).group(1) == 'iter_4.pth'
+        open(tmp, 'w').close()

@@ -106,7 +106,8 @@ def _references(runs, tasks, info) -> Dict[str, dict]:
             value, source = fixed[0].get(task), 'suite'
         else:
             values = [r['primary'][task]['value'] for r in runs
-                      if r['kind'] == 'reference' and r['status'] == 'ok' and r['tasks'] == [task]]
+                      if r['kind'] == 'reference' and r['status'] == 'ok' and r['tasks'] == [task]
+                      and r['primary'][task]['value'] is not None]  # null: no valid pixel
             value = statistics.mean(values) if values else None
             source = (f'single-task runs, mean over {len(values)} seed'
                       + ('s' if len(values) != 1 else ''))
@@ -116,7 +117,7 @@ def _references(runs, tasks, info) -> Dict[str, dict]:
 
 
 def _delta_m(metrics: dict, references: dict) -> Optional[float]:
-    if not metrics or any(t not in references for t in metrics):
+    if not metrics or any(t not in references or v is None for t, v in metrics.items()):
         return None
     return delta_m(metrics, {t: references[t]['value'] for t in metrics},
                    {t: references[t]['higher_is_better'] for t in metrics})

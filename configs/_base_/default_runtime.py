@@ -10,7 +10,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_last=True),
+    # mmengine's CheckpointHook, written atomically, never with nan weights (engine/hooks.py)
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
@@ -27,7 +28,8 @@ randomness = dict(seed=0)
 # Latest validation/test metrics as JSON in the work dir (what reports and scripts read).
 # SyncBuffersHook: in distributed runs, average the BN running statistics of the ranks at the
 # end of each training epoch and before validation (a no-op in one process).
+# FiniteLossHook: stop at the first nan/inf loss, naming the iteration and the task.
 # LogPredictionsHook: panels (image | ground truth | prediction) of the first validation
 # images to the visualizer.
 custom_hooks = [dict(type='SyncBuffersHook'), dict(type='SaveMetricsHook'),
-                dict(type='LogPredictionsHook', num_images=2)]
+                dict(type='FiniteLossHook'), dict(type='LogPredictionsHook', num_images=2)]

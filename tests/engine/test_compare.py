@@ -463,3 +463,19 @@ def test_an_interrupted_member_resumes_and_completes(tmp_path, monkeypatch, caps
                           members=dict(full=QUICKSTART))
     refused = run_compare(changed, str(tmp_path / 'work'))
     assert 'holds a run of another config' in refused['methods'][0]['notes'][0]
+
+
+def test_a_metric_without_a_value_is_reported_as_missing_not_as_an_error(tmp_path):
+    # metrics.json holds null for a task without valid pixels; a reference or member with
+    # such a value has no Δm, the rest of the report stands.
+    records = hand_records()[:6]
+    records[1]['primary']['normals']['value'] = None  # single-task normals, seed 0
+    records[4]['primary']['normals']['value'] = None  # lora, seed 0
+    report = write_report(records, str(tmp_path))
+    assert report['references']['normals']['value'] == 22.0  # seed 1 alone
+    lora = next(row for row in report['methods'] if row['method'] == 'lora')
+    assert lora['metrics']['normals']['mean'] == 21.0 and lora['metrics']['normals']['n'] == 1
+    assert lora['delta_m']['n'] == 1  # seed 1 only
+    assert sorted(os.listdir(tmp_path)) == sorted(REPORT_FILES)
+    with open(tmp_path / 'results.json') as f:
+        json.loads(f.read(), parse_constant=lambda name: pytest.fail(f'{name} in JSON'))
