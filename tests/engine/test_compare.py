@@ -225,7 +225,7 @@ def test_aggregation_over_seeds_by_hand():
     assert adapter['notes'] == ['seed 1: RuntimeError: boom']
     assert adapter['latency_merged'] is False
 
-    assert mean_std([]) == dict(mean=None, std=None, n=0)
+    assert mean_std([]) == dict(mean=None, std=None, n=0, ci95=None)
     assert pareto_front([(10, 1.0), (20, 0.5), (20, 2.0), (5, -1.0), (30, 2.0)]) == [0, 2, 3]
 
 
@@ -285,7 +285,8 @@ def test_every_member_runs_and_a_failing_one_is_reported(finished_suite):
     assert rows['lora']['trainable'] < rows['full']['trainable']
     assert rows['broken']['seeds'] == []
     assert 'NoSuchStrategy' in rows['broken']['notes'][0]
-    assert sorted(f for f in os.listdir(work_dir) if '.' in f) == sorted(REPORT_FILES)
+    assert sorted(f for f in os.listdir(work_dir)
+                  if '.' in f and not f.startswith('.')) == sorted(REPORT_FILES)
     assert '| broken ' in open(osp.join(work_dir, 'results.md')).read()
 
 
