@@ -202,7 +202,6 @@ def _collect(run: Run, job: Job, end: Optional[str], stub: dict) -> dict:
     if record and record.get('attempt') == job.attempt:
         return record
     error = f'the worker ended without a record ({end or "no exit status"}): rerun to resume'
-    print(f'    {run.label}: failed: {error}', flush=True)
     return _failed(run, stub, error)
 
 

@@ -175,6 +175,7 @@ class LocalExecutor:
                     continue
                 log.close()
                 ends[job.run_dir] = _exit_text(process.returncode)
+                _print_end(index, total, job, ends[job.run_dir])
                 del running[slot]
                 free.append(slot)
         return ends
@@ -236,13 +237,26 @@ class SlurmExecutor:
             print(f'[{index}/{total}] {job.label}: submitted job {handle.job_id}', flush=True)
             submitted.append((job, handle))
         ends = {}
-        for job, handle in submitted:
+        for index, (job, handle) in enumerate(submitted, start):
             while not handle.done():
                 time.sleep(1.0)
             error = handle.exception()
-            ends[job.run_dir] = 'ended' if error is None else f'job {handle.job_id}: ' \
-                + str(error).strip().splitlines()[-1][:200]
+            ends[job.run_dir] = f'job {handle.job_id} ' + (
+                'ended' if error is None else str(error).strip().splitlines()[-1][:200])
+            _print_end(index, total, job, ends[job.run_dir])
         return ends
+
+
+def _print_end(index: int, total: int, job: Job, end: str) -> None:
+    """The line of a job that ended: its record's outcome, or how its worker ended."""
+    record = read_json(osp.join(job.run_dir, 'run.json')) or {}
+    if record.get('attempt') != job.attempt:
+        outcome = f'ended without a record ({end})'
+    elif record.get('status') == 'ok':
+        outcome = 'done'
+    else:
+        outcome = f'{record.get("status")}: {record.get("error")}'
+    print(f'[{index}/{total}] {job.label}: {outcome}', flush=True)
 
 
 def _alive_job(run_dir: str):
