@@ -329,9 +329,10 @@ def claim_work_dir(run: Run, root: str, write: bool = True) -> bool:
             write_text(path, run.cfg.pretty_text)
         return write
     stored = Config.fromfile(path)
+    old, new = stored.to_dict(), run.cfg.to_dict()
     # log_level only changes what is printed
     changed = [k for k in config_diff(stored, run.cfg) if k != 'log_level'
-               and not _moved(_value(stored, k), _value(run.cfg, k), root)]
+               and not _moved(_value(old, k), _value(new, k), root)]
     if changed:
         raise SuiteError(f'{run.work_dir} holds a run of another config (differs in '
                          f'{", ".join(changed[:4])}): delete it or use another --work-dir')
@@ -340,8 +341,8 @@ def claim_work_dir(run: Run, root: str, write: bool = True) -> bool:
     return True
 
 
-def _value(cfg: Config, key: str):
-    value = cfg
+def _value(tree: dict, key: str):
+    value = tree
     for part in key.split('.'):
         value = value.get(part) if isinstance(value, dict) else None
     return value

@@ -612,3 +612,79 @@ def test_a_searched_member_runs_end_to_end_through_the_cli(tmp_path, capsys, one
     markdown = (work / 'results.md').read_text()
     assert '## Search' in markdown and '| lr ∈ [0.0001, 0.003]: chose lr=' in markdown
     assert (work / 'search.png').is_file()
+
+
+# ------------------------------------------------------------------ executors
+THREE = dict(full=QUICKSTART, bitfit=dict(adapter=dict(type='BitFit')), lora=LORA)
+FOUR_ITERS = {**TINY, 'train_cfg.max_iters': 4, 'train_cfg.val_interval': 4}
+
+
+def three_member_suite(folder, **keys):
+    return write_suite(folder, base=QUICKSTART, tasks=TASKS, options=FOUR_ITERS,
+                       data=data(folder / 'data'), references=dict(sal=50.0, normals=30.0),
+                       members=THREE, **keys)
+
+
+def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(tmp_path,
+                                                                             capsys):
+    import signal
+    import threading
+    import time
+
+    from adapterkit.engine.compare import checkpoint_complete
+    suite = three_member_suite(tmp_path, executor=dict(type='local', max_parallel=2))
+    work = tmp_path / 'work'
+    victim = work / 'bitfit' / 'seed_0'
+    reports = []
+    compare = threading.Thread(target=lambda: reports.append(run_compare(suite, str(work))))
+    compare.start()
+    killed = False
+    while compare.is_alive() and not killed:  # kill -9 the worker once it has a checkpoint
+        job = json.loads((victim / 'job.json').read_text()) if (victim / 'job.json').is_file() \
+            else {}
+        if 'pid' in job and checkpoint_complete(str(victim / 'iter_1.pth')):
+            os.kill(job['pid'], signal.SIGKILL)
+            killed = True
+        time.sleep(0.02)
+    compare.join()
+    out = capsys.readouterr().out
+    assert killed
+    # two at once, each on half the cores
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert out.index('bitfit seed 0: started') < out.index(': done')
+    assert f'full seed 0: started (pid ' in out and f'{threads} thread(s)' in out
+    rows = {r['method']: r for r in reports[0]['methods']}
+    assert rows['full']['seeds'] == [0] and rows['lora']['seeds'] == [0]
+    assert rows['bitfit']['seeds'] == [] and 'killed by signal 9' in rows['bitfit']['notes'][0]
+
+    done = [work / name / 'seed_0' / f for name in ('full', 'lora')
+            for f in ('iter_4.pth', 'metrics.json', 'run.json', 'worker.log')]
+    before = [os.stat(f).st_mtime_ns for f in done]
+    again = run_compare(suite, str(work))
+    out = capsys.readouterr().out
+    assert out.count('finished earlier: reused') == 2 and 'bitfit seed 0: started' in out
+    assert [os.stat(f).st_mtime_ns for f in done] == before  # nothing finished is redone
+    assert 'resuming from iter_' in (victim / 'worker.log').read_text()
+    assert [r['seeds'] for r in again['methods']] == [[0], [0], [0]]
+    assert json.loads((victim / 'run.json').read_text())['train']['iters'] == 4
+
+
+def test_slurm_jobs_through_submitits_local_executor_run_three_members(tmp_path, capsys):
+    suite = three_member_suite(tmp_path, executor=dict(type='slurm', cluster='local',
+                                                       time_min=10))
+    work = tmp_path / 'work'
+    assert main(['compare', suite, '--work-dir', str(work)]) == 0
+    out = capsys.readouterr().out
+    for name in THREE:
+        run_dir = work / name / 'seed_0'
+        job = json.loads((run_dir / 'job.json').read_text())
+        record = json.loads((run_dir / 'run.json').read_text())
+        assert f'{name} seed 0: submitted job {job["job_id"]}' in out
+        assert record['status'] == 'ok' and record['attempt'] == job['attempt']
+        # the job's own log (submitit's folder) holds the run's progress
+        log = (work / 'slurm' / f'{job["job_id"]}_0_log.out').read_text()
+        assert 'iter 4/4' in log and 'done: ' in log
+    # a rerun collects the finished jobs instead of submitting them again
+    assert main(['compare', suite, '--work-dir', str(work)]) == 0
+    out = capsys.readouterr().out
+    assert out.count('finished earlier: reused') == 3 and 'submitted' not in out
