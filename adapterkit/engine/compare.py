@@ -21,8 +21,10 @@ import glob
 import os
 import os.path as osp
 import shutil
+import sys
 import uuid
 import zipfile
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
@@ -293,7 +295,6 @@ class RunJob(Checkpointable):
     def __call__(self, run_dir: str, attempt: str, gpus: int = 0) -> None:
         if gpus > 1:
             import subprocess
-            import sys
             subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                             f'--nproc_per_node={gpus}', '-m', __name__, run_dir,
                             '--attempt', attempt, '--launcher', 'pytorch'], check=True)
@@ -483,14 +484,53 @@ def _summary(record: dict) -> str:
     return ', '.join(parts)
 
 
+def serve(answers: int) -> None:
+    """A worker of the local executor: for every ``RUN_DIR<TAB>ATTEMPT`` line on stdin, run
+    it (``execute_dir``) with its output in ``RUN_DIR/worker.log``, then write the run dir
+    as a line to the file descriptor ``answers``."""
+    with os.fdopen(answers, 'w') as out:
+        for line in sys.stdin:
+            run_dir, attempt = line.rstrip('\n').split('\t')
+            with _output_to(osp.join(run_dir, 'worker.log')):
+                execute_dir(run_dir, attempt)
+            out.write(run_dir + '\n')
+            out.flush()
+
+
+@contextmanager
+def _output_to(path: str):
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so the logging
+    handlers' too) to ``path`` for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, 'a') as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+            sys.stdout.flush()
+            sys.stderr.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """The worker: ``python -m adapterkit.engine.compare RUN_DIR --attempt TOKEN``."""
+    """The worker: ``python -m adapterkit.engine.compare RUN_DIR --attempt TOKEN`` runs one
+    run; ``--serve FD`` serves the local executor (``serve``)."""
     parser = argparse.ArgumentParser(prog='python -m adapterkit.engine.compare',
-                                     description='run one run of adapterkit compare')
-    parser.add_argument('run_dir')
-    parser.add_argument('--attempt', required=True)
+                                     description='run runs of adapterkit compare')
+    parser.add_argument('run_dir', nargs='?')
+    parser.add_argument('--attempt')
     parser.add_argument('--launcher', default='none', choices=['none', 'pytorch'])
+    parser.add_argument('--serve', type=int, metavar='FD')
     args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
     record = execute_dir(args.run_dir, args.attempt, args.launcher)
     return 0 if record.get('status', 'ok') == 'ok' else 1
 

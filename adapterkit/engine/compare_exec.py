@@ -9,11 +9,11 @@ resuming and reporting are the same code for every executor.
 ``serial`` (default)
     In this process, one run after another.
 ``local``
-    ``max_parallel`` worker processes at once (``python -m adapterkit.engine.compare
-    RUN_DIR``), each with its output in ``RUN_DIR/worker.log``. On a GPU node each worker
-    sees one GPU (``CUDA_VISIBLE_DEVICES``, round robin over the visible ones); on CPU each
-    gets an equal share of the cores (``OMP_NUM_THREADS``, which torch takes as its thread
-    count).
+    ``max_parallel`` worker processes (``python -m adapterkit.engine.compare --serve``),
+    each running one run after another with its output in ``RUN_DIR/worker.log``. On a GPU
+    node each worker sees one GPU (``CUDA_VISIBLE_DEVICES``, round robin over the visible
+    ones); on CPU each gets an equal share of the cores (``OMP_NUM_THREADS``, which torch
+    takes as its thread count).
 ``slurm``
     One job per run through submitit: ``partition``, ``gpus_per_job``, ``cpus_per_job``,
     ``time_min`` and ``account``. A job of several GPUs trains with torchrun inside it. The
@@ -32,6 +32,7 @@ second ``compare`` on the same work dir, or a second worker on a run, is refused
 import fcntl
 import os
 import os.path as osp
+import select
 import subprocess
 import sys
 import time
@@ -140,15 +141,17 @@ class SerialExecutor:
 
 
 class LocalExecutor:
-    """Up to ``max_parallel`` worker processes at once, each on its share of the machine."""
+    """Up to ``max_parallel`` worker processes, each on its share of the machine, each
+    taking one run after another (so a worker pays the start-up of torch and mmengine once,
+    not once per run). A worker that dies is replaced for the runs still waiting."""
 
     def __init__(self, max_parallel: int):
         self.max_parallel = max_parallel
 
     def slots(self) -> List[dict]:
         """The environment of each worker slot: a GPU each, or a share of the cores."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
-            else os.cpu_count() or 1
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                 else os.cpu_count() or 1)
         threads = str(max(1, cores // self.max_parallel))
         gpus = _visible_gpus()
         return [dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
@@ -157,41 +160,80 @@ class LocalExecutor:
 
     def run(self, jobs: List[Job], start: int, total: int) -> Dict[str, str]:
         waiting = list(enumerate(jobs, start))
-        running, ends = {}, {}  # slot -> (index, job, process, log)
-        free = list(range(self.max_parallel))
-        slots = self.slots()
-        while waiting or running:
-            while waiting and free:
-                slot = free.pop(0)
-                index, job = waiting.pop(0)
-                running[slot] = (index, job) + self._start(job, slots[slot])
-                where = slots[slot].get('CUDA_VISIBLE_DEVICES')
-                share = f'GPU {where}' if where else f'{slots[slot]["OMP_NUM_THREADS"]} thread(s)'
-                print(f'[{index}/{total}] {job.label}: started (pid {running[slot][2].pid}, '
-                      f'{share}; log {osp.join(job.run_dir, "worker.log")})', flush=True)
-            time.sleep(0.2)
-            for slot, (index, job, process, log) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                log.close()
-                ends[job.run_dir] = _exit_text(process.returncode)
-                _print_end(index, total, job, ends[job.run_dir])
-                del running[slot]
-                free.append(slot)
+        workers = [_Worker(env) for env in self.slots()[:len(jobs)]]
+        ends = {}
+        try:
+            while waiting or any(w.job for w in workers):
+                for slot, worker in enumerate(workers):
+                    if worker.job is None and waiting:
+                        if worker.dead():
+                            worker = workers[slot] = _Worker(worker.env)
+                        worker.give(*waiting.pop(0), total)
+                for worker in _finished(workers):
+                    (index, job), end = worker.job, worker.end_text()
+                    ends[job.run_dir] = end
+                    _print_end(index, total, job, end)
+                    worker.job = None
+        finally:
+            for worker in workers:
+                worker.close()
         return ends
 
-    @staticmethod
-    def _start(job: Job, env: dict):
+
+class _Worker:
+    """One worker process of the local executor (``compare.serve``): it reads ``RUN_DIR
+    ATTEMPT`` lines on its stdin and answers each with a line on a pipe of its own, its
+    output going to each run's ``worker.log``."""
+
+    def __init__(self, env: dict):
+        self.env, self.job = env, None
+        read, write = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', WORKER_MODULE, '--serve', str(write)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(write,),
+            env=dict(os.environ, **env), text=True)
+        os.close(write)
+        self.answers = os.fdopen(read)
+
+    def give(self, index: int, job: Job, total: int) -> None:
+        self.job = (index, job)
         write_json(osp.join(job.run_dir, JOB_FILE),
-                   dict(executor='local', attempt=job.attempt, started=time.time()))
-        log = open(osp.join(job.run_dir, 'worker.log'), 'a')
-        process = subprocess.Popen(
-            [sys.executable, '-m', WORKER_MODULE, job.run_dir, '--attempt', job.attempt],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **env))
-        write_json(osp.join(job.run_dir, JOB_FILE),
-                   dict(executor='local', attempt=job.attempt, pid=process.pid,
+                   dict(executor='local', attempt=job.attempt, pid=self.process.pid,
                         started=time.time()))
-        return process, log
+        share = self.env.get('CUDA_VISIBLE_DEVICES')
+        share = f'GPU {share}' if share else f'{self.env["OMP_NUM_THREADS"]} thread(s)'
+        print(f'[{index}/{total}] {job.label}: started (worker pid {self.process.pid}, '
+              f'{share}; log {osp.join(job.run_dir, "worker.log")})', flush=True)
+        try:
+            self.process.stdin.write(f'{job.run_dir}\t{job.attempt}\n')
+            self.process.stdin.flush()
+        except BrokenPipeError:  # it died: its answer pipe says so
+            pass
+
+    def dead(self) -> bool:
+        return self.process.poll() is not None
+
+    def end_text(self) -> str:
+        return 'ended' if not self.dead() else _exit_text(self.process.returncode)
+
+    def close(self) -> None:
+        if not self.dead():
+            self.process.stdin.close()
+            self.process.wait()
+        self.answers.close()
+
+
+def _finished(workers: List[_Worker]) -> List[_Worker]:
+    """The busy workers whose run has ended (answered, or the worker died), waiting up to a
+    second for one."""
+    busy = {w.answers.fileno(): w for w in workers if w.job}
+    ready, _, _ = select.select(list(busy), [], [], 1.0)
+    done = []
+    for fd in ready:
+        if not busy[fd].answers.readline():  # end of file, not its answer: it died
+            busy[fd].process.wait()
+        done.append(busy[fd])
+    return done
 
 
 class SlurmExecutor:
