@@ -24,7 +24,7 @@ import shutil
 import sys
 import uuid
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
@@ -66,11 +66,11 @@ def run_compare(suite_path: str, work_dir: Optional[str] = None,
         raise SuiteError(f'--paired-against: no member {paired_against!r} in {suite.path} '
                          f'(members: {", ".join(suite.members)})')
     settings = executor_settings(suite.executor, executor)
-    with lock_dir(work_dir, 'compare work dir'):
+    with lock_dir(work_dir, 'compare work dir'), make_executor(settings, RunJob()) as runner:
         prepare_data(suite.data, 'data')
         if suite.pretrain:
             prepare_data(suite.pretrain['data'], 'pretrain.data')
-        session = _Session(suite, work_dir, make_executor(settings, RunJob()))
+        session = _Session(suite, work_dir, runner)
         runs = plan(suite, work_dir, seeds, only)
         session.total = len(runs)
         session.execute([r for r in runs if r.kind == PRETRAIN])
@@ -256,8 +256,8 @@ def execute_dir(run_dir: str, attempt: str, launcher: str = 'none') -> dict:
     is recorded with its error, not raised. Under torchrun (``launcher='pytorch'``) every
     rank trains and rank 0 measures and writes."""
     record = dict(read_json(osp.join(run_dir, PLAN_FILE)) or {}, attempt=attempt)
-    try:
-        with lock_dir(run_dir, 'run dir'):
+    try:  # under torchrun, rank 0 holds the lock for all the run's processes
+        with lock_dir(run_dir, 'run dir') if _rank_zero(launcher) else nullcontext():
             return _execute(run_dir, record, launcher)
     except LockedError as err:  # another worker has it: leave its files alone
         print(f'    not run: {one_line(err)}', flush=True)

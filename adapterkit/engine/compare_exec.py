@@ -127,7 +127,19 @@ def make_executor(settings: dict, work: Callable[[str, str], None]):
 
 
 # ------------------------------------------------------------------ executors
-class SerialExecutor:
+class _Executor:
+    """The interface: ``with executor:`` (starts and stops what it needs), then ``run(jobs,
+    start, total)`` once per batch, which returns when every job has ended, with ``{run
+    dir: how its process ended}`` where it knows."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class SerialExecutor(_Executor):
     """Every job in this process, one after another."""
 
     def __init__(self, work: Callable[[str, str], None]):
@@ -140,13 +152,24 @@ class SerialExecutor:
         return {}
 
 
-class LocalExecutor:
-    """Up to ``max_parallel`` worker processes, each on its share of the machine, each
-    taking one run after another (so a worker pays the start-up of torch and mmengine once,
-    not once per run). A worker that dies is replaced for the runs still waiting."""
+class LocalExecutor(_Executor):
+    """``max_parallel`` worker processes, each on its share of the machine, each taking one
+    run after another. They start when the executor is entered, before the planning, and
+    live until it is left: a worker pays the start-up of torch and mmengine once, not once
+    per run, and while the planner works. A worker that dies is replaced for the runs still
+    waiting."""
 
     def __init__(self, max_parallel: int):
         self.max_parallel = max_parallel
+        self.workers: List[_Worker] = []
+
+    def __enter__(self):
+        self.workers = [_Worker(env) for env in self.slots()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in self.workers:
+            worker.close()
 
     def slots(self) -> List[dict]:
         """The environment of each worker slot: a GPU each, or a share of the cores."""
@@ -160,23 +183,18 @@ class LocalExecutor:
 
     def run(self, jobs: List[Job], start: int, total: int) -> Dict[str, str]:
         waiting = list(enumerate(jobs, start))
-        workers = [_Worker(env) for env in self.slots()[:len(jobs)]]
-        ends = {}
-        try:
-            while waiting or any(w.job for w in workers):
-                for slot, worker in enumerate(workers):
-                    if worker.job is None and waiting:
-                        if worker.dead():
-                            worker = workers[slot] = _Worker(worker.env)
-                        worker.give(*waiting.pop(0), total)
-                for worker in _finished(workers):
-                    (index, job), end = worker.job, worker.end_text()
-                    ends[job.run_dir] = end
-                    _print_end(index, total, job, end)
-                    worker.job = None
-        finally:
-            for worker in workers:
-                worker.close()
+        workers, ends = self.workers, {}
+        while waiting or any(w.job for w in workers):
+            for slot, worker in enumerate(workers):
+                if worker.job is None and waiting:
+                    if worker.dead():
+                        worker = workers[slot] = _Worker(worker.env)
+                    worker.give(*waiting.pop(0), total)
+            for worker in _finished(workers):
+                (index, job), end = worker.job, worker.end_text()
+                ends[job.run_dir] = end
+                _print_end(index, total, job, end)
+                worker.job = None
         return ends
 
 
@@ -186,7 +204,7 @@ class _Worker:
     output going to each run's ``worker.log``."""
 
     def __init__(self, env: dict):
-        self.env, self.job = env, None
+        self.env, self.job, self.used = env, None, False
         read, write = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, '-m', WORKER_MODULE, '--serve', str(write)],
@@ -196,7 +214,7 @@ class _Worker:
         self.answers = os.fdopen(read)
 
     def give(self, index: int, job: Job, total: int) -> None:
-        self.job = (index, job)
+        self.job, self.used = (index, job), True
         write_json(osp.join(job.run_dir, JOB_FILE),
                    dict(executor='local', attempt=job.attempt, pid=self.process.pid,
                         started=time.time()))
@@ -219,6 +237,8 @@ class _Worker:
     def close(self) -> None:
         if not self.dead():
             self.process.stdin.close()
+            if not self.used:  # still starting up, maybe: nothing of its to wait for
+                self.process.terminate()
             self.process.wait()
         self.answers.close()
 
@@ -236,7 +256,7 @@ def _finished(workers: List[_Worker]) -> List[_Worker]:
     return done
 
 
-class SlurmExecutor:
+class SlurmExecutor(_Executor):
     """One submitit job per run; waits for all of them."""
 
     def __init__(self, work, settings: dict):

@@ -627,6 +627,8 @@ def three_member_suite(folder, **keys):
 
 def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(tmp_path,
                                                                              capsys):
+    """Two workers take full and bitfit, then lora; lora's worker is killed (kill -9) once
+    it has a complete checkpoint. A rerun resumes lora and redoes nothing else."""
     import signal
     import threading
     import time
@@ -634,12 +636,12 @@ def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(tmp_
     from adapterkit.engine.compare import checkpoint_complete
     suite = three_member_suite(tmp_path, executor=dict(type='local', max_parallel=2))
     work = tmp_path / 'work'
-    victim = work / 'bitfit' / 'seed_0'
+    victim = work / 'lora' / 'seed_0'
     reports = []
     compare = threading.Thread(target=lambda: reports.append(run_compare(suite, str(work))))
     compare.start()
     killed = False
-    while compare.is_alive() and not killed:  # kill -9 the worker once it has a checkpoint
+    while compare.is_alive() and not killed:
         job = json.loads((victim / 'job.json').read_text()) if (victim / 'job.json').is_file() \
             else {}
         if 'pid' in job and checkpoint_complete(str(victim / 'iter_1.pth')):
@@ -654,10 +656,10 @@ def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(tmp_
     assert out.index('bitfit seed 0: started') < out.index(': done')
     assert 'full seed 0: started (worker pid ' in out and f'{threads} thread(s)' in out
     rows = {r['method']: r for r in reports[0]['methods']}
-    assert rows['full']['seeds'] == [0] and rows['lora']['seeds'] == [0]
-    assert rows['bitfit']['seeds'] == [] and 'killed by signal 9' in rows['bitfit']['notes'][0]
+    assert rows['full']['seeds'] == [0] and rows['bitfit']['seeds'] == [0]
+    assert rows['lora']['seeds'] == [] and 'killed by signal 9' in rows['lora']['notes'][0]
 
-    done = [work / name / 'seed_0' / f for name in ('full', 'lora')
+    done = [work / name / 'seed_0' / f for name in ('full', 'bitfit')
             for f in ('iter_4.pth', 'metrics.json', 'run.json', 'worker.log')]
     before = [os.stat(f).st_mtime_ns for f in done]
     # the rerun plans the same runs whatever executor runs them: here this process
