@@ -31,6 +31,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from safetensors.torch import save_file
 from submitit.helpers import Checkpointable
+from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
 
 from ..compat import load_checkpoint_file
 from ..config import build_model
@@ -278,6 +279,8 @@ def _execute(run_dir: str, record: dict, launcher: str) -> dict:
             return record
         record.update(status='ok', **measure_run(run))
     except Exception as err:  # reported in the table; the suite goes on
+        if RunJob.preempted:  # its exit, turned into another error by a bare `except:`
+            raise SystemExit(LOCAL_REQUEUE_RETURN_CODE) from err
         record.update(status='failed', error=one_line(err))
         print(f'    failed: {record["error"]}', flush=True)
     else:
@@ -290,7 +293,17 @@ def _execute(run_dir: str, record: dict, launcher: str) -> dict:
 class RunJob(Checkpointable):
     """A run as a submitit job: ``execute_dir`` in the job (through torchrun for several
     GPUs). Preempted or timed out, submitit requeues it with the same arguments, and it
-    resumes from the run's last complete checkpoint."""
+    resumes from the run's last complete checkpoint.
+
+    submitit's signal handler ends the job with SystemExit, which can land anywhere, e.g.
+    inside mmengine's config formatting, whose bare ``except:`` turns it into a SyntaxError:
+    once the job is being requeued (``preempted``), no error is recorded as the run's."""
+
+    preempted = False  # set in the job's process when submitit requeues it
+
+    def checkpoint(self, *args, **kwargs):
+        RunJob.preempted = True
+        return super().checkpoint(*args, **kwargs)
 
     def __call__(self, run_dir: str, attempt: str, gpus: int = 0) -> None:
         if gpus > 1:
