@@ -383,7 +383,7 @@ def test_a_truncated_final_checkpoint_is_no_progress_and_the_run_resumes(
 
 
 def test_a_moved_work_dir_keeps_its_finished_runs(finished_suite, tmp_path, capsys,
-                                                   one_thread):
+                                                  one_thread):
     """Run configs name the pretrained backbone inside the work dir: a work dir moved
     elsewhere is still the same experiment, not another config."""
     import shutil
@@ -625,8 +625,8 @@ def three_member_suite(folder, **keys):
                        members=THREE, **keys)
 
 
-def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(tmp_path,
-                                                                             capsys):
+def test_two_local_workers_run_three_members_and_a_killed_one_resumes_alone(
+        tmp_path, capsys):
     """Two workers take full and bitfit, then lora; lora's worker is killed (kill -9) once
     it has a complete checkpoint. A rerun resumes lora and redoes nothing else."""
     import signal
