@@ -84,6 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     out = args.out or tempfile.mkdtemp(prefix='faults_compare_')
+    os.makedirs(out, exist_ok=True)
     suite = osp.join(out, 'faults.py')
     with open(suite, 'w') as f:
         f.write(SUITE.format(full=osp.join(QUICKSTART, 'full_swin-mini_synthetic-128.py'),
