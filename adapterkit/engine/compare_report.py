@@ -521,7 +521,8 @@ def search_section(report: dict) -> List[str]:
             if value is not None and search['score'] != 'delta_m' \
                     and not search['higher_is_better']:
                 value = -value  # shown as the metric, not as the signed score
-            shown = '—' if value is None else f'{value:.2f}'
+            sign = '+' if search['score'] == 'delta_m' else ''
+            shown = '—' if value is None else f'{value:{sign}.2f}'
             if point['status'] != 'ok':
                 shown = f'{point["status"]}: {_short(point.get("error") or "", 60)}'
             mark = '✓' if point['index'] == search.get('chosen') else ''
