@@ -666,6 +666,9 @@ def search_figure(report: dict):
                 ax.plot(x, y, 'o', color='C3', ms=9, label='chosen')
         if numeric and xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale('log')
+        if numeric and xs:  # the searched values themselves, not a log axis' many ticks
+            ax.set_xticks(sorted(set(xs)), [f'{v:g}' for v in sorted(set(xs))])
+            ax.minorticks_off()
         ax.set_xlabel(keys[0] if numeric else 'point (see results.md)')
         ax.set_ylabel('held-out Δm %' if search['score'] == 'delta_m' else
                       f'held-out {search["score"]}')
