@@ -285,9 +285,14 @@ def cmd_compare(args) -> int:
         raise ConfigError('compare needs a SUITE file, or --from-dirs DIR...', option='suite')
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f'--seeds must be at least 1, got {args.seeds}', option='--seeds')
+    executor = dict(type=args.executor, max_parallel=args.max_parallel,
+                    partition=args.partition, gpus_per_job=args.gpus_per_job,
+                    time_min=args.time_min, account=args.account)
     run_compare(args.suite, work_dir=args.work_dir, cfg_options=args.cfg_options,
                 seeds=None if args.seeds is None else list(range(args.seeds)),
-                only=args.only.split(',') if args.only else None)
+                only=args.only.split(',') if args.only else None,
+                executor={k: v for k, v in executor.items() if v is not None},
+                paired_against=args.paired_against)
     return 0
 
 
@@ -503,6 +508,21 @@ def build_parser() -> argparse.ArgumentParser:
                    'single-task) to train now; the report still covers the whole suite')
     p.add_argument('--from-dirs', nargs='+', metavar='DIR', help='only build the report from '
                    'the finished runs under these work dirs')
+    p.add_argument('--paired-against', metavar='MEMBER', help='compare every member with '
+                   "this one seed by seed (default: the suite's compare_to)")
+    run = p.add_argument_group('where the runs run (default: the suite\'s executor, else '
+                               'serial: one after another in this process)')
+    run.add_argument('--executor', choices=['serial', 'local', 'slurm'],
+                     help='local: worker processes on this machine; slurm: a submitit job '
+                     'per run')
+    run.add_argument('--max-parallel', type=int, metavar='N', help='local: runs at once (a '
+                     'GPU each, or an equal share of the CPU cores)')
+    run.add_argument('--partition', help='slurm: the partition')
+    run.add_argument('--gpus-per-job', type=int, metavar='G', help='slurm: GPUs per run '
+                     '(several: torchrun inside the job)')
+    run.add_argument('--time-min', type=int, metavar='MIN', help='slurm: time limit per job, '
+                     'in minutes (a job cut off is requeued and resumes)')
+    run.add_argument('--account', help='slurm: the account to charge')
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser('demo', help='the quickstart comparison suite on synthetic data '

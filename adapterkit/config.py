@@ -70,6 +70,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         names = list(tasks) if isinstance(tasks, dict) else list(tasks)
         for key in _DATALOADERS:
             dataset = cfg.get(key, {}).get('dataset') if cfg.get(key) else None
+            while isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
+                dataset = dataset['dataset']  # a wrapper (SubsetDataset): the data set inside
             if isinstance(dataset, dict) and 'tasks' not in dataset:
                 dataset['tasks'] = names
         for key in _EVALUATORS:
