@@ -47,10 +47,12 @@ def file_format(path: str) -> Optional[str]:
     with open(path, 'rb') as f:
         head = f.read(9)
         size = os.fstat(f.fileno()).st_size
-    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80':
-        return 'torch'
+    # safetensors first: its header length may start with the byte of a pickle (0x80), a
+    # torch file never has '{' at offset 8 within its size
     if len(head) == 9 and head[8:9] == b'{' and 8 + int.from_bytes(head[:8], 'little') <= size:
         return 'safetensors'
+    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80':
+        return 'torch'
     return None
 
 

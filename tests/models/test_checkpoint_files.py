@@ -75,6 +75,22 @@ def test_a_pth_that_is_safetensors_and_a_safetensors_that_is_torch_both_load(tmp
                 assert torch.equal(value, source.state_dict()[name]), (path, name)
 
 
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_is_safetensors(
+        tmp_path):
+    # the header length is little-endian: one of 256 lengths starts with 0x80, the byte
+    # a pickle (torch's legacy format) starts with
+    from adapterkit.layouts import file_format
+    for pad in range(256):
+        path = str(tmp_path / 'a.safetensors')
+        save_file({'w': torch.zeros(1)}, path, metadata={'pad': 'x' * pad})
+        with open(path, 'rb') as f:
+            if f.read(1) == b'\x80':
+                break
+    else:
+        pytest.fail('no padding gave a header length that starts with 0x80')
+    assert file_format(path) == 'safetensors'
+
+
 def test_a_file_of_no_known_format_or_layout_is_one_line_naming_the_accepted(tmp_path,
                                                                             tiny_model):
     text = tmp_path / 'notes.pth'
