@@ -12,7 +12,7 @@ generates one template kernel per task and adapter position at the first stage's
 (d_0, k_0), decomposed as above, with a bias template; each block's Layer-wise Scaling
 Kernels (``scaling.py``) scale the template up to the block's width.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 from torch import nn
@@ -89,7 +89,3 @@ class TemplateNetwork(nn.Module):
                      for position, heads in self.templates.items()}
         return {site.name: self.kernels[str(site.block)][site.position](
             templates[site.position]) for site in self.sites}
-
-
-__all__: List[str] = ['DecomposedNetwork', 'TemplateNetwork', 'low_rank_shapes',
-                      'low_rank_weights']
