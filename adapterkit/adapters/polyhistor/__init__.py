@@ -10,9 +10,9 @@ the two: hypernetwork-generated adapters for hierarchical vision transformers.
   hypernetwork base of ``adapters/hyperformer.py`` (placement, task streams, weights
   generated once per forward).
 
-The paper's Sections 3-5 could not be read here and its authors published no code with it:
+The paper's Sections 3-5 could not be read here and no code was released with it:
 both are reconstructions from its abstract, its Figure 2 and HyperFormer's code, with every
-open choice written down in docs/strategies.md ("Polyhistor and Polyhistor-Lite").
+open choice written down in docs/strategies.md ("Hypernetwork adapters").
 """
 from .hypernetworks import DecomposedNetwork, TemplateNetwork
 from .scaling import ScalingKernels
