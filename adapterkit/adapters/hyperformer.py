@@ -20,11 +20,11 @@ The parts every hypernetwork method shares live here (Polyhistor builds on them,
   tasks and blocks, never on the input: computed once per step, not per sample). A subclass
   says what its hypernetwork is (``hypernetwork``).
 
-HyperFormer on Swin (docs/strategies.md, "HyperFormer"): the widths d_s differ per stage, so
-every stage has its own generator heads (for the attention and for the MLP adapter: D, b_D,
-U, b_U and the post-adapter LayerNorm's gain and bias, the authors' "conditional layer
-norm"); the task and layer embeddings (one per block, 0..11) and the projector are shared by
-all stages. Initialisation as the authors': every Linear N(0, 0.01^2), biases 0, the
+HyperFormer on Swin (docs/strategies.md, "Hypernetwork adapters"): the widths d_s differ per
+stage, so every stage has its own generator heads (for the attention and for the MLP adapter:
+D, b_D, U, b_U and the post-adapter LayerNorm's gain and bias, the authors' "conditional
+layer norm"); the task and layer embeddings (one per block, 0..11) and the projector are
+shared by all stages. Initialisation as the authors': every Linear N(0, 0.01^2), biases 0, the
 embeddings N(0, 1). Not mergeable: the adapters are nonlinear and every task has its own.
 """
 import functools

@@ -5,7 +5,7 @@
 # per stage; every task runs its own stream of the frozen backbone. Adds 51,552,720
 # parameters: T e + 12 e + 24,896 + sum over stages of 130 (2 d k + 3 d + k) with T = 4,
 # e = 64; 53,499,344 trainable with the four HRNet heads (1,946,624). Not mergeable. The
-# published 72.77M is not reproduced (docs/strategies.md, "HyperFormer").
+# published 72.77M is not reproduced (docs/strategies.md, "Hypernetwork adapters").
 _base_ = [
     '../_base_/models/swin-t_hrnet-head.py',
     '../_base_/datasets/pascal_mt-448.py',

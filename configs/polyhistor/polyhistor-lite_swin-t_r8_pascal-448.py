@@ -1,5 +1,5 @@
 # Polyhistor-Lite (Liu et al., NeurIPS 2022) on Swin-T at 448, as reconstructed here
-# (docs/strategies.md, "Polyhistor and Polyhistor-Lite"): Decomposed Lite-HyperNetworks
+# (docs/strategies.md, "Hypernetwork adapters"): Decomposed Lite-HyperNetworks
 # generate per task one rank-8 template kernel per adapter position at stage 0's widths
 # (96 x 24) from the task embedding alone; each block's Layer-wise Scaling Kernels (c x c,
 # c = 1, 2, 4, 8, shared by the tasks) scale it to the block's width, S (x) T. Adapters

@@ -1,5 +1,5 @@
 # Polyhistor (Liu et al., NeurIPS 2022) on Swin-T at 448, Table 1's setting, as
-# reconstructed here (docs/strategies.md, "Polyhistor and Polyhistor-Lite"): Decomposed
+# reconstructed here (docs/strategies.md, "Hypernetwork adapters"): Decomposed
 # HyperNetworks generate every task's adapters (after the attention and the MLP of every
 # block, bottleneck = width / 4) as rank-8 products L R^T from a task and a layer embedding
 # (64) through a shared projector (128 -> 128 -> 64) and generator heads per stage; every
