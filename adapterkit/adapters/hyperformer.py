@@ -197,7 +197,7 @@ class GeneratedAdapter(nn.Module):
 
     def __getstate__(self):
         # a copy (deepcopy, pickle) drops the generated weights: they belong to one forward
-        return {**super().__getstate__(), 'weights': None}
+        return {**self.__dict__, 'weights': None}
 
 
 def _adapt_output(child: str, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:

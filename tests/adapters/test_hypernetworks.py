@@ -178,6 +178,16 @@ def test_the_hypernetwork_runs_once_per_forward_for_every_task_and_block(kind):
     assert all(w.down.shape[0] == len(TASKS) for w in calls[0].values())  # not per sample
 
 
+def test_a_model_copied_after_a_training_forward_computes_the_same():
+    model = as_trained(build(dict(type='HyperFormer', **SMALL))).train()
+    images = torch.randn(2, 3, 64, 64)
+    model(images)  # the adapters now hold weights with a graph, which no copy may take
+    copied = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        want, got = model.eval()(images), copied(images)
+    assert all(torch.equal(got[task], want[task]) for task in TASKS)
+
+
 def test_a_task_loss_reaches_its_own_task_embedding_only():
     model = as_trained(build(dict(type='Polyhistor', rank=2, **SMALL))).train()
     model(torch.randn(2, 3, 64, 64))['normals'].square().mean().backward()
