@@ -193,6 +193,8 @@ def _new_key_problem(node, parts: List[str], depth: int, options: dict) -> Optio
         return f'{parent} has {len(node)} entries, no entry {name}'
     if not isinstance(node, Mapping):
         return f'{parent} is {node!r}, not a dict'
+    if name in (_options_of(node, parts[:depth]) or ()):
+        return None  # an option its class takes: check_types checks what it is set to
     keys = [str(k) for k in node]
     near = difflib.get_close_matches(name, keys, n=1, cutoff=NEAR_MISS)
     if near:
@@ -208,6 +210,21 @@ def _new_key_problem(node, parts: List[str], depth: int, options: dict) -> Optio
             (f' (the closest is {_dotted(parent, closest[0])})' if closest else '') +
             '; only one level can be added below an existing key: docs/user_guide.md, '
             '"Overriding config keys"')
+
+
+def _options_of(node: Mapping, path: List[str]) -> Optional[List[str]]:
+    """The options the registered class of the config part ``node`` at ``path`` takes
+    (``_TYPED`` says which registry builds it), or None where that is not known."""
+    kind = node.get('type')
+    if not isinstance(kind, str) or node.get('_scope_', SCOPE) != SCOPE:
+        return None
+    named = [part for part in path if not part.isdigit()]  # list entries: their list's
+    for pattern, name, _ in _TYPED:
+        keys = pattern.split('.')
+        if len(keys) == len(named) and all(k in ('*', p) for k, p in zip(keys, named)):
+            cls = getattr(registry, name).get(kind)
+            return None if cls is None else registry.accepted_options(cls)
+    return None
 
 
 def _dotted(parent: str, key: str) -> str:

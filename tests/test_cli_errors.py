@@ -48,8 +48,11 @@ def test_an_unknown_strategy_is_one_line_naming_the_registered_ones(capsys):
     assert 'LoRA' in line and 'MTLoRA' in line
 
 
-def test_an_option_the_model_does_not_take_is_one_line_before_anything_is_built(cli):
-    proc = cli('params', LORA, '--cfg-options', 'model.adaptr.rank=4', check=False)
+def test_an_option_the_model_does_not_take_is_one_line_before_anything_is_built(cli,
+                                                                              tmp_path):
+    config = tmp_path / 'typo.py'  # in a file: --cfg-options has its own typo guard
+    config.write_text(f'_base_ = [{LORA!r}]\nmodel = dict(adaptr=dict(rank=4))\n')
+    proc = cli('params', str(config), check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "adapterkit params: error: MultiTaskModel: unknown option 'adaptr' in model (options: "
@@ -58,8 +61,8 @@ def test_an_option_the_model_does_not_take_is_one_line_before_anything_is_built(
 
 
 @pytest.mark.parametrize('option, line', [
-    ('model.backbone.embed_dims=16', "SwinBackbone: unknown option 'embed_dims' in "
-     'model.backbone (options: arch, img_size, '),
+    ('model.backbone.embed_dims=16', '--cfg-options model.backbone.embed_dims: no key '
+     'embed_dims in model.backbone; did you mean model.backbone.embed_dim?'),
     ('model.head.chanels=[8,8,8,8]', "HRNetHead: unknown option 'chanels' in model.head "
      '(options: in_channels, num_outputs, channels, init_cfg)'),
     ('model.heads.sal.type=HRNetHed', "model.heads.sal: unknown type 'HRNetHed' in the model "
@@ -183,14 +186,19 @@ def test_a_misspelled_override_is_refused_naming_the_closest_key(capsys):
 
 @pytest.fixture
 def broken_checkpoints(tmp_path, tiny_model):
-    """An empty .pth, a real one cut in half, and a .safetensors file of garbage."""
+    """An empty .pth, a real one cut in half, a real .safetensors cut in half (its header
+    whole) and a .safetensors file of garbage."""
+    from safetensors.torch import save_file
     whole = tmp_path / 'whole.pth'
     torch.save({'state_dict': tiny_model().state_dict()}, whole)
     data = whole.read_bytes()
     (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
     (tmp_path / 'empty.pth').write_bytes(b'')
+    save_file(tiny_model().state_dict(), str(tmp_path / 'whole.safetensors'))
+    data = (tmp_path / 'whole.safetensors').read_bytes()
+    (tmp_path / 'cut.safetensors').write_bytes(data[:len(data) // 2])
     (tmp_path / 'garbage.safetensors').write_bytes(bytes(range(256)) * 4)
-    return {name: str(tmp_path / name) for name in ('cut.pth', 'empty.pth',
+    return {name: str(tmp_path / name) for name in ('cut.pth', 'empty.pth', 'cut.safetensors',
                                                     'garbage.safetensors')}
 
 
@@ -210,13 +218,14 @@ def test_a_truncated_or_empty_checkpoint_is_one_line_naming_it(
 
 def test_a_damaged_safetensors_file_is_one_line_naming_it(
         broken_checkpoints, data_options, synth_root, tmp_path, capsys):
-    garbage = broken_checkpoints['garbage.safetensors']
-    for option in ('load_from', 'model.backbone.pretrained'):
-        assert main(['train', QUICKSTART, '--work-dir', str(tmp_path / 'w'),
-                     *data_options(synth_root, 2), f'{option}={garbage}']) == 2
-        [line] = error_lines(capsys)[-1:]
-        assert line.startswith(f'adapterkit train: error: {garbage}: not a safetensors file, '
-                               'or a damaged one (')
+    for name, says in (('cut.safetensors', 'not a readable safetensors file ('),
+                       ('garbage.safetensors', 'neither a torch nor a safetensors file')):
+        path = broken_checkpoints[name]
+        for option in ('load_from', 'model.backbone.pretrained'):
+            assert main(['train', QUICKSTART, '--work-dir', str(tmp_path / 'w'),
+                         *data_options(synth_root, 2), f'{option}={path}']) == 2
+            [line] = error_lines(capsys)[-1:]
+            assert line.startswith(f'adapterkit train: error: {path}: {says}')
 
 
 def test_a_work_dir_that_is_a_file_is_one_line(tmp_path, capsys):

@@ -45,6 +45,9 @@ def test_a_key_that_is_not_in_the_config_is_refused_naming_the_closest(options, 
       'model.head.decode_head.type': 'FCNHead'}, ('model', 'head', 'decode_head', 'type'),
      'FCNHead'),
     ({'train_cfg.max_iters': 7}, ('train_cfg', 'max_iters'), 7),  # an existing key
+    # options of the part's class, however deep, even beside a near name (heads by head)
+    ({'val_evaluator.references.sal': 50.0}, ('val_evaluator', 'references', 'sal'), 50.0),
+    ({'model.heads.sal.type': 'HRNetHead'}, ('model', 'heads', 'sal', 'type'), 'HRNetHead'),
 ])
 def test_keys_that_are_new_on_purpose_are_added(options, where, value):
     node = load_config(LORA, options)
