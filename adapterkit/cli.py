@@ -115,8 +115,11 @@ def cmd_test(args) -> int:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='SavePredictionsHook', out_dir=args.show_dir)]
     runner = _runner(cfg)
-    load_weights(runner.model.module if is_model_wrapper(runner.model) else runner.model,
-                 checkpoint, allow_other_backbone=args.allow_other_backbone)
+    loaded = load_weights(runner.model.module if is_model_wrapper(runner.model) else runner.model,
+                          checkpoint, allow_other_backbone=args.allow_other_backbone)
+    # as after mmengine's own loading: hooks read what the checkpoint says (SaveMetricsHook
+    # the iteration its weights were trained to)
+    runner.call_hook('after_load_checkpoint', checkpoint=loaded)
     metrics = runner.test()
     if is_main_process():  # every rank gets the gathered metrics; one writes and prints
         if args.out:
@@ -452,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('inspect', help='what a checkpoint file or folder holds: kind, '
                        'strategy, ranks, tasks, counts, base weights, config')
-    p.add_argument('file')
+    p.add_argument('file', help='a runner checkpoint, adapter-only file, merged export, peft '
+                   'adapter folder or MTLoRA reference checkpoint')
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser('bench', help='median step time, throughput and peak memory of a '

@@ -51,7 +51,7 @@ def atomic_path(path: str) -> Iterator[str]:
         os.replace(tmp, path)
         _fsync_folder(folder)
     except OSError as err:
-        if err.filename is not None:
+        if err.filename is not None or err.errno is None:  # named already, or a message
             raise
         raise OSError(err.errno, err.strerror or str(err), path) from err  # same subclass
     finally:

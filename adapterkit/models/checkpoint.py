@@ -137,15 +137,16 @@ def load_adapter(model: nn.Module, path: str, allow_other_backbone: bool = False
     load_file_state(model, path, allow_other_backbone)
 
 
-def load_file_state(model: nn.Module, path: str, allow_other_backbone: bool = False) -> None:
+def load_file_state(model: nn.Module, path: str, allow_other_backbone: bool = False) -> dict:
     """Load a checkpoint file (a torch or safetensors file, by content) into ``model``
-    strictly: whatever ``check_on_load`` accepts."""
+    strictly: whatever ``check_on_load`` accepts. Answers the loaded checkpoint."""
     checkpoint = load_checkpoint_file(path, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f'{path}: holds no state dict; adapterkit reads {ACCEPTED}',
                               file=path)
     load_state(model, state, path, allow_other_backbone)
+    return checkpoint
 
 
 def load_state(model: nn.Module, state: dict, path: str, allow_other_backbone: bool = False,

@@ -23,16 +23,18 @@ from .peft import HEADS, load_peft, read_peft
 _DOWN = re.compile(r'.*\.(lora_A|lora_shared_A|dora_A|lora_tasks_A\.[^.]+)(\.weight)?$')
 
 
-def load_weights(model: nn.Module, path: str, allow_other_backbone: bool = False) -> None:
+def load_weights(model: nn.Module, path: str, allow_other_backbone: bool = False) -> dict:
     """Load any checkpoint of ``model``, strictly, by what the file holds: a runner
     checkpoint, an adapter-only file (onto the pretrained backbone), a merged export, an
-    MTLoRA reference checkpoint (into an MTLoRA model), or a peft adapter folder."""
+    MTLoRA reference checkpoint (into an MTLoRA model), or a peft adapter folder. Answers
+    the loaded checkpoint (its ``meta`` says what training the weights come from), ``{}``
+    for a peft folder."""
     if not osp.exists(path):
         raise MissingFileError(f'checkpoint not found: {path}', file=path)
     if file_format(path) == 'peft':
         load_peft(model, path, allow_other_backbone=allow_other_backbone)
-    else:
-        load_file_state(model, path, allow_other_backbone)
+        return {}
+    return load_file_state(model, path, allow_other_backbone)
 
 
 def stored_config(path: str) -> Optional[str]:

@@ -101,8 +101,8 @@ def test_the_shipped_suites_derive_identical_configs():
     quickstart = plan(load_suite(DEMO_SUITE), 'work_dirs/unused')
     assert [r.name for r in quickstart] == [
         'pretrain', 'single-task_semseg', 'single-task_human_parts', 'single-task_sal',
-        'single-task_normals', 'full', 'decoder_only', 'bitfit', 'lora', 'adapter', 'mtlora',
-        'mtlora_plus']
+        'single-task_normals', 'full', 'decoder_only', 'bitfit', 'lora', 'adapter', 'compacter',
+        'vpt_deep', 'pertask_lora', 'mtlora', 'mtlora_plus']
     table1 = plan(load_suite(osp.join(REPO, 'configs/compare/pascal_table1.py')), 'unused')
     for run in quickstart + table1:
         assert run.error is None, run.error
@@ -609,12 +609,13 @@ def test_published_numbers_stand_beside_the_measured_ones(tmp_path):
 
 def test_the_shipped_table1_suite_gives_the_papers_numbers_for_its_members():
     suite = load_suite(osp.join(REPO, 'configs/compare/pascal_table1.py'))
-    assert set(suite.published) == set(suite.members) and suite.compare_to == 'lora'
+    # rows whose numbers could not be read from the paper have none (the config says which)
+    assert set(suite.published) <= set(suite.members) and suite.compare_to == 'lora'
     references = suite.references
     higher = dict(semseg=True, human_parts=True, sal=True, normals=False)
     complete = [name for name, row in suite.published.items()
                 if all(t in row for t in references)]
-    assert len(complete) == 7
+    assert len(complete) == 10
     for name in complete:
         # Every published value, reference and Δm is rounded to 0.005, so the recomputed Δm
         # is within 0.005 + (100 / 4) * sum_t 0.005 * (1 / r_t + v_t / r_t^2) of it.
