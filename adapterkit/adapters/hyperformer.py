@@ -192,7 +192,7 @@ def _generate(child: str, backbone: nn.Module, args) -> None:
 
 
 class HyperAdapters(AdapterStrategy):
-    """Base of the strategies whose adapters a shared hypernetwork generates per task (see
+    """Base of the strategies whose adapters a hypernetwork generates per task (see
     the module docstring); a subclass sets ``child`` (its parameter prefix) and builds its
     hypernetwork in ``hypernetwork``.
 

@@ -1,7 +1,7 @@
 """The strategies Polyhistor and Polyhistor-Lite (Liu et al., NeurIPS 2022, arXiv 2210.03265)
 on Swin: adapters after the attention and the MLP of every block, their weights generated
-per task by a shared hypernetwork once per forward, each task's adapters on its own stream
-of one frozen backbone (the base ``HyperAdapters`` of ``adapters/hyperformer.py``).
+per task, once per forward, by hypernetworks the tasks share; each task's adapters on its
+own stream of one frozen backbone (the base ``HyperAdapters`` of ``adapters/hyperformer.py``).
 """
 from typing import List
 
