@@ -1,15 +1,15 @@
-"""HyperFormer (Mahabadi et al., ACL 2021, arXiv 2106.04489) for Swin: one shared
-hypernetwork generates every task's and every block's adapter weights from a task embedding
-and a layer embedding; the adapters run in per-task streams of one frozen backbone.
+"""HyperFormer (Mahabadi et al., ACL 2021, arXiv 2106.04489) for Swin, as the HyperFormer
+baseline of Polyhistor's benchmark (Liu et al., NeurIPS 2022): a hypernetwork inside every
+block generates that block's adapters for every task from a task embedding; the adapters run
+in per-task streams of one frozen backbone.
 
 The parts every hypernetwork method shares live here (Polyhistor builds on them,
 ``adapters/polyhistor/``):
 
-- ``TaskProjector``: the task embeddings z_t (and layer embeddings l_j) and the projector
-  I = LayerNorm(W2 ReLU(W1 [z_t; l_j] + b1) + b2) of the authors' code (128 -> 128 -> 64,
-  LayerNorm eps 1e-6), computed for every task and block in one batch;
+- ``Projector``: I = LayerNorm(W2 ReLU(W1 x + b1) + b2) (LayerNorm eps 1e-6), the authors'
+  task hypernetwork on a task embedding, or on a task embedding joined to others;
 - ``GeneratorHeads``: ``Linear(e, size)`` heads, one per generated tensor, applied to all
-  (task, block) rows of a stage at once;
+  rows (tasks, blocks, positions) at once;
 - ``GeneratedAdapter``: the hooked child of an adapted sublayer, ``x + LN(U phi(D x + b_D)
   + b_U)`` (the post-LayerNorm only where generated) with the weights of task t applied to
   task t's stream: the input viewed (T, rows, C), one batched product per projection;
@@ -20,12 +20,13 @@ The parts every hypernetwork method shares live here (Polyhistor builds on them,
   tasks and blocks, never on the input: computed once per step, not per sample). A subclass
   says what its hypernetwork is (``hypernetwork``).
 
-HyperFormer on Swin (docs/strategies.md, "Hypernetwork adapters"): the widths d_s differ per
-stage, so every stage has its own generator heads (for the attention and for the MLP adapter:
-D, b_D, U, b_U and the post-adapter LayerNorm's gain and bias, the authors' "conditional
-layer norm"); the task and layer embeddings (one per block, 0..11) and the projector are
-shared by all stages. Initialisation as the authors': every Linear N(0, 0.01^2), biases 0, the
-embeddings N(0, 1). Not mergeable: the adapters are nonlinear and every task has its own.
+HyperFormer here is the ``hyperformer`` variant of the Polyhistor authors' Swin code
+(docs/strategies.md, "Hypernetwork adapters"): every block has its own projector on the task
+embedding z_t (no layer embedding) and its own generator heads for the attention and for the
+MLP adapter (D, b_D, U, b_U and, with ``conditional_norm``, the post-adapter LayerNorm's gain
+and bias); only the task embeddings are shared by the blocks. Initialisation as the authors':
+every Linear N(0, 0.01^2), biases 0, the embeddings N(0, 1). Not mergeable: the adapters are
+nonlinear and every task has its own.
 """
 import functools
 import re
@@ -74,25 +75,18 @@ def init_linear(linear: nn.Linear) -> nn.Linear:
     return linear
 
 
-class TaskProjector(nn.Module):
-    """I[t, j] = LayerNorm(W2 ReLU(W1 [z_t; l_j] + b1) + b2) for every task t and block j:
-    (T, blocks, dim); with ``blocks=0`` the task alone, (T, dim)."""
+class Projector(nn.Module):
+    """I = LayerNorm(W2 ReLU(W1 x + b1) + b2): ``in_dim`` -> ``hidden`` -> ``dim`` on the last
+    dimension of x."""
 
-    def __init__(self, tasks: int, blocks: int, dim: int = 64, hidden: int = 128):
+    def __init__(self, in_dim: int, hidden: int, dim: int):
         super().__init__()
-        self.task_embedding = nn.Parameter(torch.randn(tasks, dim))
-        self.layer_embedding = nn.Parameter(torch.randn(blocks, dim)) if blocks else None
-        self.hidden = init_linear(nn.Linear(dim * (2 if blocks else 1), hidden))
+        self.hidden = init_linear(nn.Linear(in_dim, hidden))
         self.out = init_linear(nn.Linear(hidden, dim))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self) -> torch.Tensor:
-        z = self.task_embedding
-        if self.layer_embedding is not None:
-            rows = (len(z), len(self.layer_embedding), z.shape[-1])
-            z = torch.cat([z[:, None].expand(rows), self.layer_embedding[None].expand(rows)],
-                          dim=-1)
-        return self.norm(self.out(F.relu(self.hidden(z))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.out(F.relu(self.hidden(x))))
 
 
 class GeneratorHeads(nn.Module):
@@ -117,61 +111,45 @@ def _prod(shape: Sequence[int]) -> int:
     return out
 
 
-def stage_rows(sites: Sequence[Site]) -> Dict[int, List[int]]:
-    """``{stage: [global block indices]}`` of the adapted blocks, in order."""
-    rows: Dict[int, List[int]] = {}
-    for site in sites:
-        if site.block not in rows.setdefault(site.stage, []):
-            rows[site.stage].append(site.block)
-    return rows
-
-
-def stage_shapes(sites: Sequence[Site]) -> Dict[int, Dict[str, tuple]]:
-    """``{stage: {position: (d, k)}}``."""
+def block_shapes(sites: Sequence[Site]) -> Dict[int, Dict[str, tuple]]:
+    """``{block: {position: (d, k)}}`` of the adapted sublayers, in order."""
     shapes: Dict[int, Dict[str, tuple]] = {}
     for site in sites:
-        shapes.setdefault(site.stage, {})[site.position] = (site.dim, site.width)
+        shapes.setdefault(site.block, {})[site.position] = (site.dim, site.width)
+    return shapes
+
+
+def adapter_shapes(d: int, k: int, conditional_norm: bool) -> Dict[str, tuple]:
+    """The tensors a full (not decomposed) adapter of width d and bottleneck k needs."""
+    shapes = dict(down=(k, d), down_bias=(k,), up=(d, k), up_bias=(d,))
+    if conditional_norm:
+        shapes.update(norm_weight=(d,), norm_bias=(d,))
     return shapes
 
 
 class HyperFormerNetwork(nn.Module):
-    """The projector and per-stage generator heads; ``forward()`` answers every site's
-    ``AdapterWeights``, all tasks at once."""
+    """The task embeddings and, per adapted block, a projector and generator heads for each
+    adapter position; ``forward()`` answers every site's ``AdapterWeights``, all tasks at
+    once."""
 
     def __init__(self, sites: Sequence[Site], tasks: int, dim: int, hidden: int,
                  conditional_norm: bool = True):
         super().__init__()
         self.sites = tuple(sites)
-        self.conditional_norm = conditional_norm
-        self.projector = TaskProjector(tasks, 1 + max(s.block for s in sites), dim, hidden)
-        self.stages = nn.ModuleDict({
-            str(stage): nn.ModuleDict({position: GeneratorHeads(dim, self.shapes(d, k))
-                                       for position, (d, k) in positions.items()})
-            for stage, positions in stage_shapes(sites).items()})
-
-    def shapes(self, d: int, k: int) -> Dict[str, tuple]:
-        shapes = dict(down=(k, d), down_bias=(k,), up=(d, k), up_bias=(d,))
-        if self.conditional_norm:
-            shapes.update(norm_weight=(d,), norm_bias=(d,))
-        return shapes
-
-    def weights(self, generated: Dict[str, torch.Tensor]) -> AdapterWeights:
-        """The adapter tensors from what the heads generated (here, themselves)."""
-        return AdapterWeights(**generated)
+        self.task_embedding = nn.Parameter(torch.randn(tasks, dim))
+        self.blocks = nn.ModuleDict({
+            str(block): nn.ModuleDict(dict(
+                projector=Projector(dim, hidden, dim),
+                heads=nn.ModuleDict({position: GeneratorHeads(
+                    dim, adapter_shapes(d, k, conditional_norm))
+                    for position, (d, k) in positions.items()})))
+            for block, positions in block_shapes(sites).items()})
 
     def forward(self) -> Dict[str, AdapterWeights]:
-        embedding = self.projector()  # (T, blocks, e): every task and block in one batch
-        out = {}
-        for stage, blocks in stage_rows(self.sites).items():
-            rows = embedding[:, blocks]  # (T, n_s, e)
-            for position, heads in self.stages[str(stage)].items():
-                weights = self.weights(heads(rows))  # (T, n_s, ...) each
-                for site in self.sites:
-                    if site.stage == stage and site.position == position:
-                        index = blocks.index(site.block)
-                        out[site.name] = AdapterWeights(
-                            *(None if w is None else w[:, index] for w in weights))
-        return out
+        embeddings = {block: network.projector(self.task_embedding)  # (T, e)
+                      for block, network in self.blocks.items()}
+        return {site.name: AdapterWeights(**self.blocks[str(site.block)].heads[site.position](
+            embeddings[str(site.block)])) for site in self.sites}
 
 
 class GeneratedAdapter(nn.Module):
@@ -214,7 +192,7 @@ def _generate(child: str, backbone: nn.Module, args) -> None:
 
 
 class HyperAdapters(AdapterStrategy):
-    """Base of the strategies whose adapters a shared hypernetwork generates per task (see
+    """Base of the strategies whose adapters a hypernetwork generates per task (see
     the module docstring); a subclass sets ``child`` (its parameter prefix) and builds its
     hypernetwork in ``hypernetwork``.
 
@@ -222,7 +200,8 @@ class HyperAdapters(AdapterStrategy):
         placement: ``'houlsby'`` (after the attention and the MLP of every block) or
             ``'pfeiffer'`` (after the MLP only).
         reduction_factor: bottleneck width k = d // reduction_factor.
-        task_dim: e, the size of the task and layer embeddings and of the projector's output.
+        task_dim: e, the size of the task (and layer, position) embeddings and of the
+            projector's output.
         hidden_dim: h, the projector's hidden width.
         activation: ``'gelu'`` (exact) or ``'gelu_tanh'`` (the authors' ``gelu_new``).
         trainable: extra backbone parts to keep trainable (see ``AdapterStrategy``).
@@ -299,8 +278,8 @@ class HyperAdapters(AdapterStrategy):
 
 @ADAPTERS.register_module()
 class HyperFormer(HyperAdapters):
-    """HyperFormer on Swin: per-task adapters generated by one hypernetwork (see the module
-    docstring).
+    """HyperFormer on Swin: per-task adapters generated by a hypernetwork in every block (see
+    the module docstring).
 
     Args:
         conditional_norm: generate the post-adapter LayerNorm's gain and bias too (the

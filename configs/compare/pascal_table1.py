@@ -41,11 +41,13 @@ members = dict(
     # not be read from the paper here, and copies from memory are not references.
     compacter_plusplus='../pertask/pertask-compacter-plusplus_swin-t_pascal-448.py',
     low_rank_adapter='../pertask/pertask-low-rank-adapter_swin-t_r1_pascal-448.py',
-    # Published 72.77M trainable (ours 53.50M: docs/strategies.md, "Hypernetwork adapters",
-    # says why). Its four metrics could not be read from the paper here and are left out.
+    # Published 72.77M trainable (ours 72.88M: the authors' per-block variant with sizes
+    # chosen here, docs/strategies.md, "Hypernetwork adapters"). Its four metrics could not
+    # be read from the paper here and are left out.
     hyperformer='../hyperformer/hyperformer_swin-t_pascal-448.py',
     # Published: semseg 70.87, human_parts 59.54, sal 65.47, normals 17.47, Δm +2.34, 8.96M
-    # trainable (ours 5.95M: a reconstruction whose sizes the paper would fix, same section).
+    # trainable (ours 4.07M: the authors' structure, their sizes are not public; same
+    # section).
     polyhistor='../polyhistor/polyhistor_swin-t_r8_pascal-448.py',
     # Polyhistor-Lite's published row could not be read here (Polyhistor's own Table 1).
     polyhistor_lite='../polyhistor/polyhistor-lite_swin-t_r8_pascal-448.py',

@@ -1,12 +1,13 @@
-# Polyhistor-Lite (Liu et al., NeurIPS 2022) on Swin-T at 448, as reconstructed here
-# (docs/strategies.md, "Hypernetwork adapters"): Decomposed Lite-HyperNetworks
-# generate per task one rank-8 template kernel per adapter position at stage 0's widths
-# (96 x 24) from the task embedding alone; each block's Layer-wise Scaling Kernels (c x c,
-# c = 1, 2, 4, 8, shared by the tasks) scale it to the block's width, S (x) T. Adapters
-# after the attention and the MLP of every block, bottleneck = width / 4; every task runs
-# its own stream of the frozen backbone. Adds 283,280 parameters: T e + 16,704 +
-# 130 (d_0 + k_0)(2 r + 1) + sum over blocks of (4 c^2 + 4 c); 2,229,904 trainable with the
-# four HRNet heads (1,946,624). Not mergeable.
+# Polyhistor-Lite (Liu et al., NeurIPS 2022) on Swin-T at 448, as the `hyperlowrank_kron`
+# variant of the authors' Swin code (docs/strategies.md, "Hypernetwork adapters"): one
+# Decomposed Lite-HyperNetwork (projector 192 -> 128 -> 64 on task, layer and position
+# embeddings of 64) generates rank-8 weight sets at stage 0's widths (96 x 24), c of them
+# for a block of width 96 c (c layer embeddings), which the block's Layer-wise Scaling
+# Kernels (c x c x c, shared by the tasks) combine: W = sum_i K_i (x) W_i. Adapters after the
+# attention and the MLP of every block, bottleneck = width / 4; every task runs its own
+# stream of the frozen backbone. Adds 172,328 parameters: T e + 2 e + 33,088 +
+# 65 (d_0 + k_0)(2 r + 1) + e sum_j c_j + sum over blocks with c > 1 of 2 (c^3 + c^2);
+# 2,118,952 trainable with the four HRNet heads (1,946,624). Not mergeable.
 _base_ = [
     '../_base_/models/swin-t_hrnet-head.py',
     '../_base_/datasets/pascal_mt-448.py',

@@ -1,10 +1,11 @@
 """HyperFormer, Polyhistor and Polyhistor-Lite: every task's logits equal those of the plain
 frozen backbone and the same heads, run once per task with that task's adapters computed here
-from the formulas (plain loops over tasks and blocks: the projector on [z_t; l_j], every
-generated matrix from its head, ``L @ R.T``, ``torch.kron(S, T)``, the adapter
-``x + LN(U phi(D x + b_D) + b_U)``). Counts at Swin-T 448 (docs/strategies.md), the
-hypernetwork run once per forward, a task's loss reaching its own embedding only,
-checkpointed blocks, and the refusals.
+from the formulas (plain loops over tasks, blocks, positions and layer embeddings: the
+projector on z_t (HyperFormer, its own in every block), on [z_t; l_j; p] (Polyhistor, one per
+stage) or [z_t; l_{j,i}; p] (Polyhistor-Lite), every generated matrix from its head, ``A @ B``,
+``sum_i torch.kron(K_i, W_i)``, the adapter ``x + LN(U phi(D x + b_D) + b_U)``). Counts at
+Swin-T 448 (docs/strategies.md), the hypernetwork run once per forward, a task's loss
+reaching its own embedding only, checkpointed blocks, and the refusals.
 
 Identities run in float64 (tests/tolerance.py: ``assert_identity``); one check runs the
 batched model in float32 against the float64 formulas."""
@@ -51,52 +52,66 @@ def linear(params, name, x):
     return params[f'{name}.weight'] @ x + params[f'{name}.bias']
 
 
-def projection(params, root, task, layer=None):
-    """I = LN(W2 ReLU(W1 [z_t; l_j] + b1) + b2), one task (and block) at a time."""
-    z = params[f'{root}.projector.task_embedding'][task]
-    if layer is not None:
-        z = torch.cat([z, params[f'{root}.projector.layer_embedding'][layer]])
-    hidden = torch.relu(linear(params, f'{root}.projector.hidden', z))
-    h = linear(params, f'{root}.projector.out', hidden)
-    return F.layer_norm(h, h.shape, params[f'{root}.projector.norm.weight'],
-                        params[f'{root}.projector.norm.bias'], eps=1e-6)
+def projection(params, prefix, x):
+    """I = LN(W2 ReLU(W1 x + b1) + b2) of the projector at ``prefix``."""
+    hidden = torch.relu(linear(params, f'{prefix}.hidden', x))
+    h = linear(params, f'{prefix}.out', hidden)
+    return F.layer_norm(h, h.shape, params[f'{prefix}.norm.weight'],
+                        params[f'{prefix}.norm.bias'], eps=1e-6)
 
 
 def decomposed(params, heads, i, d, k, r):
-    """D = L_D R_D^T, U = L_U R_U^T and the biases, from the heads at ``heads``."""
+    """D = A_D B_D, U = A_U B_U and the biases, from the heads at ``heads``."""
     def head(name, *shape):
         return linear(params, f'{heads}.{name}', i).reshape(shape)
-    return (head('down_left', k, r) @ head('down_right', d, r).T, head('down_bias', k),
-            head('up_left', d, r) @ head('up_right', k, r).T, head('up_bias', d))
+    return (head('down_left', k, r) @ head('down_right', r, d), head('down_bias', k),
+            head('up_left', d, r) @ head('up_right', r, k), head('up_bias', d))
+
+
+POSITION = dict(mlp=0, attn=1)  # the authors' position ids
 
 
 def hyperformer_weights(params, task, block, stage, position, d, k, r):
-    root = 'backbone.hyperformer'
-    i = projection(params, root, task, block)
+    root = f'backbone.hyperformer.blocks.{block}'
+    i = projection(params, f'{root}.projector',
+                   params['backbone.hyperformer.task_embedding'][task])
     def head(name, *shape):
-        return linear(params, f'{root}.stages.{stage}.{position}.{name}', i).reshape(shape)
+        return linear(params, f'{root}.heads.{position}.{name}', i).reshape(shape)
     return (head('down', k, d), head('down_bias', k), head('up', d, k), head('up_bias', d),
             head('norm_weight', d), head('norm_bias', d))
 
 
 def polyhistor_weights(params, task, block, stage, position, d, k, r):
-    root = 'backbone.polyhistor'
-    i = projection(params, root, task, block)
-    return decomposed(params, f'{root}.stages.{stage}.{position}', i, d, k, r) + (None, None)
+    root = f'backbone.polyhistor.stages.{stage}'
+    x = torch.cat([params['backbone.polyhistor.task_embedding'][task],
+                   params[f'{root}.layer_embedding'][block - 2 * stage],  # depths 2, 2, 2, 2
+                   params[f'{root}.position_embedding'][POSITION[position]]])
+    i = projection(params, f'{root}.projector', x)
+    return decomposed(params, f'{root}.heads', i, d, k, r) + (None, None)
 
 
 def lite_weights(params, task, block, stage, position, d, k, r):
     root = 'backbone.polyhistor_lite'
     c = 2 ** stage
-    down, down_bias, up, up_bias = decomposed(
-        params, f'{root}.templates.{position}', projection(params, root, task), d // c, k // c, r)
-    kernel = f'{root}.kernels.{block}.{position}'
-    return (torch.kron(params[f'{kernel}.down'], down),
-            torch.kron(params[f'{kernel}.down_bias'], down_bias),
-            torch.kron(params[f'{kernel}.up'], up),
-            torch.kron(params[f'{kernel}.up_bias'], up_bias), None, None)
+    sets = []
+    for layer in params[f'{root}.layer_embedding.{block}']:  # c of them
+        x = torch.cat([params[f'{root}.task_embedding'][task], layer,
+                       params[f'{root}.position_embedding'][POSITION[position]]])
+        i = projection(params, f'{root}.projector', x)
+        sets.append(decomposed(params, f'{root}.heads', i, d // c, k // c, r))
+    if c == 1:
+        return sets[0] + (None, None)
+    kernel = params[f'{root}.kernels.{block}.{position}.weight']  # (c, c, c): one for D and U
+    kappa = params[f'{root}.kernels.{block}.{position}.bias']  # (c, c): one for b_D and b_U
+    front = LITE_FRONT[0]
+    def combine(n, kernels):
+        return sum(torch.kron(kernels[i], w[n]) if front else torch.kron(w[n], kernels[i])
+                   for i, w in enumerate(sets))
+    return (combine(0, kernel), combine(1, kappa), combine(2, kernel), combine(3, kappa),
+            None, None)
 
 
+LITE_FRONT = [True]  # the kernel_front of the model lite_weights reads
 WEIGHTS = dict(HyperFormer=hyperformer_weights, Polyhistor=polyhistor_weights,
                PolyhistorLite=lite_weights)
 
@@ -134,11 +149,14 @@ def task_by_hand(model, kind, task, images, rank, weights_of=None):
         return plain(images)[task]
 
 
-@pytest.mark.parametrize('kind', ['HyperFormer', 'Polyhistor', 'PolyhistorLite'])
-def test_every_task_computes_its_formulas_over_the_frozen_backbone(kind):
-    model = as_trained(build(dict(type=kind, rank=2, **SMALL) if kind != 'HyperFormer'
-                             else dict(type=kind, **SMALL)).double())
-    images = torch.randn(2, 3, 64, 64, dtype=torch.float64,
+@pytest.mark.parametrize('kind, options', [
+    ('HyperFormer', {}), ('Polyhistor', dict(rank=2)),
+    ('PolyhistorLite', dict(rank=2)), ('PolyhistorLite', dict(rank=2, kernel_front=False))],
+    ids=['HyperFormer', 'Polyhistor', 'PolyhistorLite', 'PolyhistorLite-kernel-last'])
+def test_every_task_computes_its_formulas_over_the_frozen_backbone(kind, options):
+    model = as_trained(build(dict(type=kind, **options, **SMALL)).double())
+    LITE_FRONT[0] = options.get('kernel_front', True)
+    images = torch.randn(1, 3, 64, 64, dtype=torch.float64,
                          generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         logits = model(images)
@@ -191,7 +209,7 @@ def test_a_model_copied_after_a_training_forward_computes_the_same():
 def test_a_task_loss_reaches_its_own_task_embedding_only():
     model = as_trained(build(dict(type='Polyhistor', rank=2, **SMALL))).train()
     model(torch.randn(2, 3, 64, 64))['normals'].square().mean().backward()
-    grad = model.backbone.polyhistor.projector.task_embedding.grad
+    grad = model.backbone.polyhistor.task_embedding.grad
     index = TASKS.index('normals')
     assert grad[index].any() and not torch.cat([grad[:index], grad[index + 1:]]).any()
 
@@ -219,28 +237,36 @@ def meta_counts(adapter):
 
 
 T, E, WIDTHS, DEPTHS = 4, 64, (96, 192, 384, 768), (2, 2, 6, 2)
+PROJECTOR, JOINED = 16_704, 33_088  # e -> h -> e with its LayerNorm; 3e -> h -> e
 
 
-def hyperformer_count(rho):
-    return T * E + 12 * E + 24_896 + sum(130 * (2 * d * (d // rho) + 3 * d + d // rho)
-                                         for d in WIDTHS)
+def hyperformer_count(rho, norm=True):
+    per_block = [PROJECTOR + 130 * (2 * d * (d // rho) + d + d // rho + 2 * d * norm)
+                 for d, n in zip(WIDTHS, DEPTHS) for _ in range(n)]
+    return T * E + sum(per_block)
 
 
 def polyhistor_count(rho, r):
-    return T * E + 12 * E + 24_896 + sum(130 * (d + d // rho) * (2 * r + 1) for d in WIDTHS)
+    return T * E + 12 * E + sum(2 * E + JOINED + 65 * (d + d // rho) * (2 * r + 1)
+                                for d in WIDTHS)
 
 
 def lite_count(rho, r):
-    kernels = sum(n * (4 * c * c + 4 * c) for n, c in zip(DEPTHS, (1, 2, 4, 8)))
-    return T * E + 16_704 + 130 * (96 + 96 // rho) * (2 * r + 1) + kernels
+    scales = [c for n, c in zip(DEPTHS, (1, 2, 4, 8)) for _ in range(n)]
+    kernels = sum(2 * (c ** 3 + c ** 2) for c in scales if c > 1)
+    return T * E + 2 * E + JOINED + 65 * (96 + 96 // rho) * (2 * r + 1) + E * sum(scales) \
+        + kernels
 
 
 @pytest.mark.parametrize('adapter, formula, added', [
-    (dict(type='HyperFormer'), hyperformer_count(4), 51_552_720),
-    (dict(type='HyperFormer', reduction_factor=32), hyperformer_count(32), 6_958_170),
-    (dict(type='Polyhistor'), polyhistor_count(4, 8), 4_003_920),
-    (dict(type='PolyhistorLite'), lite_count(4, 8), 283_280),
-], ids=['hyperformer', 'hyperformer-rho32', 'polyhistor', 'polyhistor-lite'])
+    (dict(type='HyperFormer', reduction_factor=8, conditional_norm=False),
+     hyperformer_count(8, norm=False), 70_934_224),
+    (dict(type='HyperFormer'), hyperformer_count(4), 142_241_824),
+    (dict(type='HyperFormer', reduction_factor=32), hyperformer_count(32), 19_462_804),
+    (dict(type='Polyhistor'), polyhistor_count(4, 8), 2_122_888),
+    (dict(type='PolyhistorLite'), lite_count(4, 8), 172_328),
+], ids=['hyperformer-rho8', 'hyperformer', 'hyperformer-rho32', 'polyhistor',
+        'polyhistor-lite'])
 def test_swin_t_at_448_with_four_tasks_adds_the_documented_formulas(adapter, formula, added):
     counts = meta_counts(adapter)
     assert counts['backbone_adapter'] == formula == added

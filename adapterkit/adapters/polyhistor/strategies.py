@@ -1,7 +1,7 @@
 """The strategies Polyhistor and Polyhistor-Lite (Liu et al., NeurIPS 2022, arXiv 2210.03265)
 on Swin: adapters after the attention and the MLP of every block, their weights generated
-per task by a shared hypernetwork once per forward, each task's adapters on its own stream
-of one frozen backbone (the base ``HyperAdapters`` of ``adapters/hyperformer.py``).
+per task, once per forward, by hypernetworks the tasks share; each task's adapters on its
+own stream of one frozen backbone (the base ``HyperAdapters`` of ``adapters/hyperformer.py``).
 """
 from typing import List
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from ...registry import ADAPTERS
 from ..hyperformer import HyperAdapters, Site
-from .hypernetworks import DecomposedNetwork, TemplateNetwork
+from .hypernetworks import DecomposedNetwork, KroneckerNetwork
 
 
 class _Ranked(HyperAdapters):
@@ -22,9 +22,9 @@ class _Ranked(HyperAdapters):
 
 @ADAPTERS.register_module()
 class Polyhistor(_Ranked):
-    """Polyhistor: Decomposed HyperNetworks (hypernetworks.py) generate every task's and
-    block's adapter matrices as rank-``rank`` products L R^T from the task and layer
-    embeddings.
+    """Polyhistor: Decomposed HyperNetworks (hypernetworks.py), one per stage, generate every
+    task's and block's adapter matrices as rank-``rank`` products A B from the task, layer
+    and position embeddings.
 
     Args:
         rank: r of the generated matrices (8).
@@ -41,18 +41,24 @@ class Polyhistor(_Ranked):
 
 @ADAPTERS.register_module()
 class PolyhistorLite(_Ranked):
-    """Polyhistor-Lite: Decomposed Lite-HyperNetworks generate one template per task and
-    position at the first stage's widths from the task alone; each block's Layer-wise
-    Scaling Kernels (scaling.py) scale it to the block's width. ``reduction_factor`` must
-    divide every width (d = c d_0 and k = c k_0 with one c).
+    """Polyhistor-Lite: Decomposed Lite-HyperNetworks generate, per task, c rank-``rank``
+    weight sets at the first stage's widths for a block c times as wide, which the block's
+    Layer-wise Scaling Kernels (scaling.py) combine into its adapter. ``reduction_factor``
+    must divide every width (d = c d_0 and k = c k_0 with one c).
 
     Args:
-        rank: r of the generated templates (8).
+        rank: r of the generated weight sets (8).
+        kernel_front: W = sum_i K_i (x) W_i (True) or sum_i W_i (x) K_i (False).
         **options: those of ``HyperAdapters`` (as ``Polyhistor``).
     """
 
     child = 'polyhistor_lite'
     prefixes = ('polyhistor_lite.',)
 
+    def __init__(self, kernel_front: bool = True, **options):
+        super().__init__(**options)
+        self.kernel_front = bool(kernel_front)
+
     def hypernetwork(self, sites: List[Site], tasks: int) -> nn.Module:
-        return TemplateNetwork(sites, tasks, self.task_dim, self.hidden_dim, self.rank)
+        return KroneckerNetwork(sites, tasks, self.task_dim, self.hidden_dim, self.rank,
+                                self.kernel_front)
