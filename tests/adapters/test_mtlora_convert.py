@@ -139,3 +139,21 @@ def test_an_unknown_key_is_named(tmp_path, source):
     torch.save(dict(model=state), path)
     with pytest.raises(ValueError, match=r'1 keys of no known kind: mystery\.weight'):
         convert_checkpoint(path, str(tmp_path / 'out.pth'))
+
+
+def test_a_checkpoint_of_a_fork_with_task_prompts_is_not_taken_for_mtlora(tmp_path, source):
+    # TADFormer saves the reference layout plus prompts and filters: MTLoRA must not
+    # half-convert it on load, nor write it out
+    state = to_reference_layout(source)
+    state['backbone.task_prompts'] = torch.zeros(2, 16)
+    state['backbone.layers.0.blocks.1.mlp.fc1.lora_filter.sal.conv2d.weight'] = torch.zeros(4)
+    model = build(seed=2)
+    assert model.adapters[0].convert_state_dict(state) is None
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        model.load_state_dict(state)
+    path = str(tmp_path / 'fork.pth')
+    torch.save(dict(model=state), path)
+    with pytest.raises(ValueError, match=r'it holds backbone\.task_prompts, which MTLoRA '
+                                         r'never saves'):
+        convert_checkpoint(path, str(tmp_path / 'out.pth'))
+    assert not (tmp_path / 'out.pth').exists()

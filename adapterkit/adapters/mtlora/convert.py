@@ -15,6 +15,10 @@ layers keep timm's names and the reference's LoRA names:
 Dropped: the ``attn_mask`` and ``relative_position_index`` buffers (recomputed) and the
 backbone's unused classifier ``backbone.head.*``. Any other key is an error naming it.
 
+Forks of the reference code save the same layout with parts of their own (TADFormer's task
+prompts, prompt norms and filters, converted by its plugin): a state dict holding such a
+part is not MTLoRA's, so it is neither detected nor converted here.
+
 Two ways in: ``adapterkit convert-mtlora CKPT OUT [--config CFG]`` writes an mmengine-style
 checkpoint (``{'state_dict': ..., 'meta': ...}``; the CLI checks the fit to CFG), and a
 model adapted by MTLoRA converts a reference state dict on load (``convert_loaded``, through
@@ -42,15 +46,25 @@ _RENAMES = [
      lambda m: f'heads.{m.group(1)}.last_layer.'),
 ]
 _KNOWN = re.compile(r'^(backbone\.|heads\.)')
+# parts that forks of the reference save and MTLoRA never does (TADFormer's)
+_FOREIGN = re.compile(r'(^|.*\.)(task_prompts|task_prompts_up|prompt_\w+|lora_filter)(\..*|$)')
 
 
 def is_reference_state_dict(state_dict: dict) -> bool:
     """True for a state dict in the reference's layout (its decoders or per-task
-    downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``)."""
-    return any(isinstance(key, str) and (
+    downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``) without a part MTLoRA
+    never saves (``foreign_key``)."""
+    return foreign_key(state_dict) is None and any(isinstance(key, str) and (
         key.startswith(('decoders.decoders.', 'downsampler.'))
         or (key.startswith('backbone.') and key.endswith('.linear.weight')))
         for key in state_dict)
+
+
+def foreign_key(state_dict: dict) -> Optional[str]:
+    """The first key of a part that forks of the reference code save and MTLoRA never
+    does (TADFormer's prompts, prompt norms, filters), or None."""
+    return next((key for key in state_dict
+                 if isinstance(key, str) and _FOREIGN.fullmatch(key)), None)
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -64,7 +78,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
         new = key
         for pattern, replace in _RENAMES:
             new = pattern.sub(replace, new)
-        if not _KNOWN.match(new):
+        if not _KNOWN.match(new) or _FOREIGN.fullmatch(key):
             unknown.append(key)
         converted[new] = value
     if unknown:
@@ -92,6 +106,11 @@ def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], Non
     """
     checkpoint = read_reference_checkpoint(path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
+    foreign = foreign_key(state) if isinstance(state, dict) else None
+    if foreign is not None:
+        raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint: it holds '
+                              f'{foreign}, which MTLoRA never saves (a checkpoint of a fork '
+                              'such as TADFormer: convert it with its plugin)', file=path)
     if not isinstance(state, dict) or not is_reference_state_dict(state):
         raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint (no '
                               'decoders.decoders.*, downsampler.* or backbone *.linear.weight '
