@@ -74,6 +74,8 @@ CASES: Dict[str, Case] = {
     'PerTask': Case(dict(strategy=dict(type='LoRA', rank=2, dropout=0.1,
                                        trainable=['relative_position_bias']))),
     'VPT': Case(dict(num_tokens=3, deep=True, dropout=0.1)),
+    # the plugin of plugins/adapterkit-tadformer (task prompts, streams born in last blocks)
+    'TADFormer': Case(dict(rank=2, dropout=0.1, filter='dynamic')),
 }
 
 load_plugins()  # their strategies join the walk
