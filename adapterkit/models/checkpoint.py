@@ -25,6 +25,10 @@ config it belongs to (with the ``--cfg-options`` it was used with).
   task's head only, and its name under the metadata key ``task``.
 
 Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
+
+Checkpoints of a method's reference code (``convert_foreign``) are converted by the model's
+own strategies (``AdapterStrategy.convert_state_dict``: MTLoRA's, a plugin's), for
+``adapterkit convert``.
 """
 import os.path as osp
 from typing import Dict, Optional
@@ -144,6 +148,23 @@ def _pretrained_file(model: nn.Module) -> str:
                           'model.backbone.pretrained is not set in the config',
                           key='model.backbone.pretrained')
     return pretrained
+
+
+def convert_foreign(model: nn.Module, checkpoint: dict, path: str) -> Dict[str, torch.Tensor]:
+    """A checkpoint of a method's reference code (its state dict, or the whole file) in the
+    model's keys: every strategy of the model converts in turn what the one before left, as
+    on load (``AdapterStrategy.convert_state_dict``). One error line when no strategy
+    recognises it or the result does not fit the model exactly."""
+    state = checkpoint
+    for strategy in model.adapters:
+        converted = strategy.convert_state_dict(state)
+        state = state if converted is None else converted
+    if state is checkpoint:
+        names = ', '.join(type(s).__name__ for s in model.adapters)
+        raise CheckpointError(f'{path}: no strategy of the model ({names}) recognises its '
+                              'layout as its reference code\'s', file=path)
+    check_keys(path, state, model.state_dict())
+    return state
 
 
 def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor],

@@ -157,3 +157,29 @@ def test_a_checkpoint_of_a_fork_with_task_prompts_is_not_taken_for_mtlora(tmp_pa
                                          r'never saves'):
         convert_checkpoint(path, str(tmp_path / 'out.pth'))
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_the_generic_convert_command_converts_through_the_configs_strategy(reference_file,
+                                                                           source, tmp_path,
+                                                                           capsys):
+    config = tmp_path / 'mini.py'
+    config.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n')
+    out = tmp_path / 'converted.pth'
+    assert main(['convert', str(config), reference_file, str(out)]) == 0
+    assert f'in the layout of {config} to {out}' in capsys.readouterr().out
+    converted = torch.load(out, weights_only=False)
+    assert converted['meta']['strategies'] == ['MTLoRA']
+    model = build(seed=5)
+    model.load_state_dict(converted['state_dict'])
+    assert_same_state(model, source)
+
+    # a config whose strategies do not know the layout: one line, nothing written
+    other = tmp_path / 'lora.py'
+    other.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n'
+                     'model["adapter"] = dict(type="LoRA", rank=2)\n')
+    refused = tmp_path / 'refused.pth'
+    assert main(['convert', str(other), reference_file, str(refused)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f'adapterkit convert: error: {reference_file}: no strategy of the model '
+                    "(LoRA) recognises its layout as its reference code's")
+    assert not refused.exists()

@@ -13,6 +13,7 @@ from tolerance import assert_identity
 
 import adapterkit
 from adapterkit import count_parameters
+from adapterkit.cli import main
 from adapterkit.plugins import load_plugins
 from adapterkit_tadformer import TADFormer
 
@@ -21,12 +22,14 @@ SWIN = dict(type='SwinBackbone', img_size=64, embed_dim=16, depths=(2, 2, 2, 2),
             num_heads=(1, 2, 2, 4), window_size=4)
 
 
-def build(seed=0, tasks=TASKS, **options):
+MODEL = dict(type='MultiTaskModel', tasks=list(TASKS), backbone=SWIN, head=dict(type='HRNetHead'),
+             adapter=dict(type='TADFormer', rank=3, scale=1.5))
+
+
+def build(seed=0, **options):
     torch.manual_seed(seed)
-    adapter = dict(type='TADFormer', rank=3, scale=1.5, **options)
-    model = adapterkit.build_model(dict(type='MultiTaskModel', tasks=list(tasks),
-                                        backbone=SWIN, head=dict(type='HRNetHead'),
-                                        adapter=adapter)).double().eval()
+    cfg = dict(MODEL, adapter=dict(MODEL['adapter'], **options))
+    model = adapterkit.build_model(cfg).double().eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():  # every parameter away from its init (zero B, zero gates)
         for name, param in model.backbone.named_parameters():
@@ -329,3 +332,19 @@ def test_a_checkpoint_of_the_other_filter_is_refused_naming_the_fix(tmp_path):
                        match="it has the dynamic filter, the model the static one: set the "
                              "strategy's filter='dynamic'"):
         build(seed=2).load_state_dict(state)
+
+
+def test_adapterkit_convert_writes_a_checkpoint_that_load_from_takes(tmp_path, capsys):
+    source = build(seed=1)
+    ref = tmp_path / 'tadformer.pth'
+    torch.save(dict(model=to_reference_layout(source, list(TASKS)), config=dict(TASKS=TASKS)),
+               ref)
+    config = tmp_path / 'tiny.py'
+    config.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n')
+    out = tmp_path / 'converted.pth'
+    assert main(['convert', str(config), str(ref), str(out)]) == 0
+    assert 'in the layout of' in capsys.readouterr().out
+    model = build(seed=2)
+    model.load_state_dict(torch.load(out, weights_only=False)['state_dict'])
+    want = source.state_dict()
+    assert all(torch.equal(value, want[key]) for key, value in model.state_dict().items())
