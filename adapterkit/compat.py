@@ -8,16 +8,25 @@
    means ``weights_only=True`` and mmengine's own checkpoints (message hub, numpy
    scalars) are refused. ``install_safe_checkpoint_loading`` allow-lists exactly the
    types mmengine stores and turns a refused pickle into one clear error. Unrestricted
-   unpickling is never used.
+   unpickling is never used. The MTLoRA reference code pickles its yacs config next to
+   its weights: ``yacs.config.CfgNode`` is read as the plain dict it is (nothing of yacs
+   runs), so its checkpoints load and say what they are.
+3. Checkpoint files are read by their content (``layouts.file_format``), not their
+   suffix: a safetensors file reads as ``{'state_dict': tensors, 'meta': metadata}``, also
+   through mmengine's ``load_from``.
 """
+import collections
+import os
 import pickle
 import sys
 import types
+import zipfile
 
 import torch
 import torch.nn.functional as F
 
-from .errors import CheckpointRefusedError, MissingFileError
+from .errors import CheckpointError, CheckpointRefusedError, MissingFileError
+from .layouts import ACCEPTED, file_format
 
 
 # ---------------------------------------------------------------- mmcv.ops shim
@@ -91,21 +100,36 @@ def _mmengine_safe_globals() -> list:
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     safe = [HistoryBuffer, collections.OrderedDict, np.ndarray, np.dtype,
             multiarray._reconstruct, multiarray.scalar,
-            (_history_buffer_getattr, 'builtins.getattr')]
+            (_history_buffer_getattr, 'builtins.getattr'),
+            (collections.OrderedDict, 'yacs.config.CfgNode')]
     # numpy >= 1.25 may pickle a dtype through its class (numpy.dtypes.Float64DType, ...).
     safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32',
                                          'int16', 'int8', 'uint8', 'bool')]
     return safe
 
 
-def load_checkpoint_file(filename, map_location=None) -> dict:
-    """``torch.load`` restricted to tensors, containers and mmengine's stored types.
-
-    A file whose pickle refers to anything else is refused before any of it runs.
-    """
+def load_checkpoint_file(filename, map_location=None, mmap: bool = False) -> dict:
+    """A checkpoint file by its content: a safetensors file as ``{'state_dict': tensors,
+    'meta': its metadata}``, a torch file through ``torch.load`` restricted to tensors,
+    containers and mmengine's stored types. A pickle that refers to anything else is
+    refused before any of it runs; a file of neither format is one line saying so.
+    ``mmap`` maps a torch file's tensors instead of reading them (cheap when only metadata
+    is needed)."""
+    _refuse_incomplete(filename)
+    kind = file_format(str(filename))
+    if kind == 'safetensors':
+        return read_safetensors(str(filename))
+    if kind != 'torch':
+        raise CheckpointError(f'{filename}: neither a torch nor a safetensors file (by its '
+                              f'content); adapterkit reads {ACCEPTED}', file=str(filename))
     try:
         with torch.serialization.safe_globals(_mmengine_safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+            if mmap:  # mapping needs the path
+                return torch.load(filename, map_location=map_location, weights_only=True,
+                                  mmap=True)
+            # a file object: torch >= 2.10 reads a path named *.safetensors by its suffix
+            with open(filename, 'rb') as f:
+                return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if 'Unsupported' in line or 'unrecognized' in line
@@ -113,6 +137,37 @@ def load_checkpoint_file(filename, map_location=None) -> dict:
         raise CheckpointRefusedError(
             f'{filename}: refused to load checkpoint: it refers to objects outside the '
             f'allow-list ({reason}); nothing from it was executed', file=str(filename)) from None
+
+
+def read_safetensors(path: str) -> dict:
+    """``{'state_dict': tensors, 'meta': metadata}`` of a safetensors file. The tensors come
+    as an OrderedDict whose torch ``_metadata`` hands the file's path and metadata to the
+    model's load hooks (the root module's entry, ``''``), through mmengine's loading too."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            meta = dict(f.metadata() or {})
+            state = collections.OrderedDict((key, f.get_tensor(key)) for key in f.keys())
+    except Exception as err:  # safetensors reports a malformed file with its own error type
+        raise CheckpointError(f'{path}: not a readable safetensors file ({err})',
+                              file=path) from None
+    state._metadata = {'': dict(adapterkit_file=dict(meta, path=path))}
+    return dict(state_dict=state, meta=meta)
+
+
+def _refuse_incomplete(filename) -> None:
+    """One line for a file that cannot hold a whole checkpoint: an empty one, or torch's
+    zip format without its end record (cut off by a kill or a failed copy)."""
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        reason = 'the file is empty'
+    elif head == b'PK\x03\x04' and not zipfile.is_zipfile(filename):
+        reason = f'its zip archive ends early ({os.path.getsize(filename):,} bytes)'
+    else:
+        return
+    raise CheckpointError(f'{filename}: not a checkpoint (truncated?): {reason}',
+                          file=str(filename))
 
 
 def install_safe_checkpoint_loading() -> None:

@@ -26,6 +26,12 @@ keeps working. This module imports nothing of adapterkit: every room may raise t
     ``NotMergeableError`` (and ``NotImplementedError``): a strategy cannot be folded into
     the frozen weights.
     ``MissingFileError`` (and ``FileNotFoundError``): a file the input names is not there.
+    ``OutputError`` (and ``OSError``): a place a command writes to (work dir, ``--out``,
+    ``--show-dir``, a checkpoint) cannot be written: a file where a folder belongs, no
+    permission, a full or read-only disk.
+        ``WorkDirLockedError``: another process holds the work dir.
+    ``DivergedError`` (and ``FloatingPointError``): training produced a non-finite loss
+    or weights.
 """
 from typing import Optional
 
@@ -96,3 +102,15 @@ class NotMergeableError(AdapterkitError, NotImplementedError):
 
 class MissingFileError(AdapterkitError, FileNotFoundError):
     """A file that the input names (a config, checkpoint, data set file) is not there."""
+
+
+class OutputError(AdapterkitError, OSError):
+    """A work dir or output path cannot be written (the message holds the system's reason)."""
+
+
+class WorkDirLockedError(OutputError):
+    """Another process holds the work dir (``engine/workdir.py``)."""
+
+
+class DivergedError(AdapterkitError, FloatingPointError):
+    """Training produced a non-finite loss, or non-finite weights were about to be saved."""

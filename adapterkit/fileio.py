@@ -7,18 +7,28 @@ to disk (fsync), and is renamed over the target (``os.replace``, atomic on POSIX
 folder is synced so that the rename survives a crash too. A reader (another process, a
 resumed run, DDP ranks racing to build the same kernel) sees the old file or the whole new
 one, never a half-written one; a write that fails leaves the old file and no temporary.
+The new file has the permissions of the one it replaces, or at least those the umask gives
+a new file: some writers make their file private (safetensors writes 0o600).
 
 The writer is a callable that receives the temporary path, so any library that writes to a
 path (``torch.save``, safetensors, matplotlib, a compiler's ``-o``) uses it unchanged;
 ``atomic_open`` hands out a file object instead (``json.dump``, mmengine's checkpoint
-saving). This module imports nothing of adapterkit.
+saving). A write that fails for want of space or permission raises the system's error
+with the target's path in it (a failing ``write()`` names no file of its own). A process
+killed while writing leaves its temporary behind (``TEMPORARY`` names them; whoever holds the
+folder may remove them, see ``engine/workdir.py``). This module imports nothing of adapterkit.
 """
 import json
 import os
 import os.path as osp
+import re
+import stat
 import uuid
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterator, Optional
+
+#: The name of a temporary file of ``atomic_path``; group 1 is the target's base name.
+TEMPORARY = re.compile(r'\.(.+)\.[0-9a-f]{12}\.tmp')
 
 
 @contextmanager
@@ -32,10 +42,18 @@ def atomic_path(path: str) -> Iterator[str]:
     os.makedirs(folder, exist_ok=True)
     tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex[:12]}.tmp')
     try:
+        created = _created_mode(tmp)
         yield tmp
         _fsync(tmp)
+        # the replaced file's permissions, else at least those of a file created now
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if osp.exists(path)
+                 else stat.S_IMODE(os.stat(tmp).st_mode) | created)
         os.replace(tmp, path)
         _fsync_folder(folder)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), path) from err  # same subclass
     finally:
         if osp.lexists(tmp):
             os.remove(tmp)
@@ -80,6 +98,13 @@ def read_json(path: str) -> Optional[Any]:
         return None
     with open(path, encoding='utf-8') as f:
         return json.load(f)
+
+
+def _created_mode(tmp: str) -> int:
+    """The permissions of a file created now (0o666 less the umask), learnt by creating
+    ``tmp`` empty: reading the umask means setting it, which races with other threads."""
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return stat.S_IMODE(os.stat(tmp).st_mode)
 
 
 def _fsync(path: str) -> None:

@@ -26,18 +26,18 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import entrypoints
 import pluggy
-from mmengine.config import Config
 
-from . import hookspecs, registry
+from . import hookspecs
 from .errors import MissingFileError, PluginError
 from .hookspecs import PROJECT
 
 GROUP = 'adapterkit.plugins'
 # What a plugin may register into: the names it sees on the `registries` argument.
 REGISTRY_NAMES = ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'ADAPTERS', 'TASKS')
-# adapterkit serves its own configs/ folder (next to the package in a source checkout) as
-# the provider 'adapterkit', so a plugin's config can inherit `adapterkit::quickstart/...`.
-OWN_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+# adapterkit serves its own configs as the provider 'adapterkit', so a plugin's config can
+# inherit `adapterkit::quickstart/...`: package data in a wheel; in a checkout,
+# adapterkit/configs is a link to the configs/ folder beside the package.
+OWN_CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), 'configs')
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,11 @@ def _load(plugin: Plugin, entry: entrypoints.EntryPoint, manager: pluggy.PluginM
     plugin.config_dirs = config_dirs
 
 
+def _own_registries() -> Dict[str, object]:
+    from . import registry
+    return {key: getattr(registry, key) for key in REGISTRY_NAMES}
+
+
 def discover(path: Optional[List[str]] = None,
              registries: Optional[Dict[str, object]] = None) -> Discovery:
     """Find, load and register every plugin (of ``path``, default ``sys.path``) now.
@@ -213,8 +218,6 @@ def discover(path: Optional[List[str]] = None,
     Prefer ``load_plugins``, which does this once per process. ``registries`` maps the
     names of ``REGISTRY_NAMES`` to the registries to fill (default: adapterkit's own).
     """
-    if registries is None:
-        registries = {key: getattr(registry, key) for key in REGISTRY_NAMES}
     allow = _env_names('ADAPTERKIT_PLUGINS')
     deny = _env_names('ADAPTERKIT_DISABLE_PLUGINS') or set()
     manager = pluggy.PluginManager(PROJECT)
@@ -238,6 +241,7 @@ def discover(path: Optional[List[str]] = None,
             if taken:
                 raise PluginError(f'the entry-point name {name!r} is taken by '
                                   f'{taken.describe()}')
+            registries = registries or _own_registries()  # (mmengine, torch) when needed
             _load(plugin, _parse(name, spec, distro), manager, registries, owners)
         except Exception as err:  # one broken plugin never stops the others
             plugin.status, plugin.error = 'failed', _one_line(err)
@@ -301,6 +305,7 @@ def plugin_bases():
     the load: providers adapterkit knows are resolved here, with no ``_scope_`` added (the
     configs use adapterkit's scope); anything else is left to mmengine.
     """
+    from mmengine.config import Config
     original = vars(Config)['_get_cfg_path']
     providers = load_plugins().config_providers()
 

@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -76,7 +77,6 @@ TINY_SWIN = dict(type='SwinBackbone', img_size=64, embed_dim=16, depths=(1, 1, 1
 
 
 def _tiny_model(adapter=None, pretrained=None, tasks=('semseg', 'normals')):
-    import adapterkit  # noqa: F401  (registers everything, installs the compat shims)
     from mmengine.registry import init_default_scope
 
     from adapterkit.registry import MODELS
@@ -114,3 +114,40 @@ def native_kernels(request, monkeypatch):
         request.getfixturevalue('c_compiler')
         monkeypatch.delenv('ADAPTERKIT_NATIVE', raising=False)
     return request.param == 'kernels'
+
+
+# Another process that locks a work dir with the real engine/workdir.py and keeps it. The
+# package's __init__ files (torch, mmengine: seconds to import) are skipped: workdir.py needs
+# only errors.py and fileio.py.
+_HOLD = textwrap.dedent("""
+    import os, sys, time, types
+    for name, folder in (('adapterkit', sys.argv[1]),
+                         ('adapterkit.engine', os.path.join(sys.argv[1], 'engine'))):
+        sys.modules[name] = types.ModuleType(name)
+        sys.modules[name].__path__ = [folder]
+    from adapterkit.engine.workdir import lock_work_dir
+    lock_work_dir(sys.argv[2])
+    print('held', flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.fixture
+def lock_holder():
+    """``lock_holder(work_dir)``: another process that has locked ``work_dir`` (killed at the
+    end of the test); an AssertionError with its stderr where it could not lock it."""
+    started = []
+
+    def start(work_dir):
+        proc = subprocess.Popen([sys.executable, '-c', _HOLD, osp.join(REPO, 'adapterkit'),
+                                 str(work_dir)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        if proc.stdout.readline().strip() != 'held':
+            raise AssertionError(proc.communicate()[1])
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()

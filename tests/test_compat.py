@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import adapterkit  # noqa: F401  (installs the shims)
+import adapterkit.registry  # noqa: F401  (installs the shims)
 from adapterkit.compat import CheckpointRefusedError, load_checkpoint_file, point_sample
 
 

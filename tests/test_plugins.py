@@ -188,14 +188,20 @@ def test_a_broken_plugin_is_reported_and_skipped_and_leaves_nothing(site):
     assert set(registries['ADAPTERS'].module_dict) == {'Tiny'}
 
 
-def test_the_cli_reports_a_broken_plugin_and_still_works(site):
+def test_the_cli_reports_a_broken_plugin_and_still_works(site, monkeypatch):
     site('broken_plugin', "raise RuntimeError('boom at import')", version='0.3')
     site('good_plugin', EMPTY, version='1.2')
 
-    listed = adapterkit('plugins', pythonpath=site.folder)
-    assert listed.returncode == 0, listed.stderr
+    listed = adapterkit('plugins', '--check', pythonpath=site.folder)
     assert 'broken_plugin  broken_plugin 0.3  failed: RuntimeError: boom at import' in listed.stdout
     assert 'good_plugin  good_plugin 1.2  loaded' in listed.stdout
+    assert listed.returncode == 1  # and why, on stderr
+    assert listed.stderr.splitlines() == [
+        "adapterkit plugins: check failed: plugin 'broken_plugin' (broken_plugin 0.3) failed: "
+        'RuntimeError: boom at import']
+    monkeypatch.setenv('ADAPTERKIT_PLUGINS', 'good_plugin')
+    assert adapterkit('plugins', '--check', pythonpath=site.folder).returncode == 0
+    monkeypatch.delenv('ADAPTERKIT_PLUGINS')
 
     counted = adapterkit('params', QUICKSTART, '--json', pythonpath=site.folder)
     assert counted.returncode == 0, counted.stderr
@@ -339,14 +345,14 @@ def test_a_plugin_written_from_the_docs_installs_shows_up_and_trains(tmp_path):
     assert tested.returncode == 0, tested.stdout[-3000:]
 
     data = synthesize(str(tmp_path / 'data'), num_train=2, num_val=1, size=64)
-    trained = adapterkit(
-        'train', 'hello::ln-tuning_swin-mini_synthetic-128.py', '--work-dir', 'run',
+    trained = adapterkit(  # in work_dirs/<the config's file name>
+        'train', 'hello::ln-tuning_swin-mini_synthetic-128.py',
         '--cfg-options', f'train_dataloader.dataset.data_root={data}',
         'train_dataloader.batch_size=2', 'train_cfg.max_iters=2',
         'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
         pythonpath=str(target), cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert (tmp_path / 'run' / 'iter_2.pth').is_file()
+    assert (tmp_path / 'work_dirs/ln-tuning_swin-mini_synthetic-128/iter_2.pth').is_file()
 
 
 def test_the_trace_switch_prints_every_hook_call_and_its_answer(site, monkeypatch, capsys):

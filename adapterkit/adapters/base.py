@@ -19,7 +19,6 @@ names) and ``mark_trainable`` (turn ``requires_grad`` on and remember the names 
 earlier adaptation) before it changes the first module, so an error leaves the model as it
 was.
 """
-import inspect
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import NotMergeableError, StrategyError, UnknownNameError
-from ..registry import ADAPTERS
+from ..registry import ADAPTERS, accepted_options
 
 #: Short names for the backbone parts a config commonly keeps trainable (timm Swin names).
 TRAINABLE_ALIASES = {
@@ -148,6 +147,15 @@ class AdapterStrategy:
         names; called while merged. Nothing for a strategy that folds completely."""
         return {}
 
+    def peft_form(self, model: nn.Module) -> Optional[Tuple[Dict[str, Any], Dict[str, str]]]:
+        """This adaptation as a Hugging Face peft adapter, or None where peft has no
+        equivalent (the default): ``(config, names)``, the fields of its peft config
+        (``peft_type`` and, for LoRA, ``LoraConfig``'s), and ``{backbone parameter name:
+        its name in peft's weights file}`` (without peft's ``base_model.model.`` prefix).
+        adapterkit writes and reads peft folders through it (``models/peft.py``), without
+        peft installed; raise a ``StrategyError`` for an option peft cannot express."""
+        return None
+
     def mark_trainable(self, backbone: nn.Module, names: Iterable[str]) -> None:
         """Turn ``requires_grad`` on for the backbone parameters ``names`` and remember them
         (``trained_names``, which ``trainable_state_dict`` saves)."""
@@ -212,21 +220,3 @@ def build_strategy(cfg: dict) -> AdapterStrategy:
                             f'{", ".join(accepted) or "none"})', strategy=cls.__name__,
                             option=unknown[0])
     return ADAPTERS.build(cfg)
-
-
-def accepted_options(cls: type) -> Optional[List[str]]:
-    """The keyword options the constructor of ``cls`` accepts, in order. A constructor that
-    takes ``**kwargs`` is read as handing them to its parent's (a plugin's
-    ``def __init__(self, rank=4, **options): super().__init__(**options)``), whose options
-    are then added; None where no class up the chain closes the list (any option may be
-    meant)."""
-    accepted = []
-    for klass in cls.__mro__:
-        if '__init__' not in vars(klass) or klass is object:
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        accepted += [p.name for p in parameters if p.name not in accepted
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
-    return None

@@ -12,7 +12,7 @@ merging is exact.
 """
 import math
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -171,6 +171,36 @@ class LoRA(AdapterStrategy):
 
     def adapted_layers(self, model: nn.Module) -> List[nn.Module]:
         return [model.backbone.get_submodule(name) for name in self.layer_names]
+
+    def peft_form(self, model: nn.Module) -> Tuple[dict, Dict[str, str]]:
+        """peft's ``LoraConfig``: the targets as one regex (peft fullmatches a string, as
+        we do), ``lora_alpha = scale * r``, and the layers whose rank or scale differ from
+        the defaults by their escaped names in ``rank_pattern`` / ``alpha_pattern``. The
+        factors are the same tensors: ``lora_A.weight`` (r x in, or a k x k conv into r
+        channels), ``lora_B.weight`` (out x r)."""
+        if self.trainable:
+            raise StrategyError('LoRA: peft has no equivalent of `trainable` (pretrained parts '
+                                'trained beside LoRA); export as adapterkit files instead',
+                                strategy='LoRA', option='trainable')
+        rank, alpha, scale = (self.defaults[k] for k in ('rank', 'alpha', 'scale'))
+        scale = float((rank if alpha is None else alpha) / rank if scale is None else scale)
+        config = dict(peft_type='LORA', r=rank, lora_alpha=scale * rank,
+                      lora_dropout=self.defaults['dropout'], bias='none', use_rslora=False,
+                      use_dora=False, fan_in_fan_out=False, modules_to_save=None,
+                      target_modules='|'.join(f'(?:{p})' for p in self.targets),
+                      rank_pattern={}, alpha_pattern={})
+        names = {}
+        for name, layer in zip(self.layer_names, self.adapted_layers(model)):
+            if (layer.rank, layer.scale) != (rank, scale):
+                config['rank_pattern'][re.escape(name)] = layer.rank
+                config['alpha_pattern'][re.escape(name)] = layer.scale * layer.rank
+            dropout = getattr(layer.lora_dropout, 'p', 0.0)
+            if dropout != self.defaults['dropout']:
+                raise StrategyError(f'LoRA: peft has one lora_dropout, but target {name} has '
+                                    f'{dropout}', strategy='LoRA', option='overrides')
+            names.update({f'{name}.{factor}': f'{name}.{factor}.weight'
+                          for factor in self.prefixes})
+        return config, names
 
     def _options_per_target(self, names: List[str]) -> Dict[str, dict]:
         """``{target: dict(rank, scale, dropout)}`` after the overrides."""

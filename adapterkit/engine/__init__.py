@@ -1,6 +1,9 @@
 from .distributed import FSDPGradClipHook
-from .hooks import SaveMetricsHook, SavePredictionsHook
-from .optim import AutocastOptimWrapper, amp_optim_wrapper
+from .hooks import (FiniteLossHook, LogPredictionsHook, SafeCheckpointHook, SaveMetricsHook,
+                    SavePredictionsHook)
+from .optim import AutocastOptimWrapper, SummaryOptimWrapperConstructor, amp_optim_wrapper
+from .visualization import MultiTaskVisualizer
 
-__all__ = ['FSDPGradClipHook', 'SaveMetricsHook', 'SavePredictionsHook', 'AutocastOptimWrapper',
-           'amp_optim_wrapper']
+__all__ = ['FSDPGradClipHook', 'FiniteLossHook', 'LogPredictionsHook', 'MultiTaskVisualizer',
+           'SafeCheckpointHook', 'SaveMetricsHook', 'SavePredictionsHook',
+           'AutocastOptimWrapper', 'amp_optim_wrapper', 'SummaryOptimWrapperConstructor']

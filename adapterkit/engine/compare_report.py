@@ -19,26 +19,58 @@ metric from its own model).
 """
 import csv
 import io
+import math
 import os
 import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from scipy import stats
+
 from ..errors import AdapterkitError
 from ..evaluation import delta_m
 from ..fileio import atomic_write, write_json, write_text
 from .bench import quartiles
-from .compare_suite import PRETRAIN, SINGLE_TASK
+from .compare_suite import PRETRAIN, SEARCH, SEARCH_REFERENCE, SINGLE_TASK
 
 REPORT_FILES = ('results.json', 'results.csv', 'results.md', 'pareto.png', 'tasks.png')
+# Written when the suite has them: published numbers, searches.
+EXTRA_FILES = ('published.png', 'search.png')
+CONFIDENCE = 0.95
 
 
 def mean_std(values: Sequence[float]) -> dict:
-    """``{'mean', 'std', 'n'}`` of the values; std is the sample standard deviation, None
-    for fewer than two values; mean is None for none."""
+    """``{'mean', 'std', 'n', 'ci95'}`` of the values; std is the sample standard
+    deviation, ci95 the 95% confidence interval of the mean, ``[low, high]`` = mean ± t ·
+    std / √n with Student's t of n - 1 degrees of freedom (both None for fewer than two
+    values); mean is None for none."""
     values = [v for v in values if v is not None]
-    return dict(mean=statistics.mean(values) if values else None,
-                std=statistics.stdev(values) if len(values) > 1 else None, n=len(values))
+    n = len(values)
+    mean = statistics.mean(values) if values else None
+    std = statistics.stdev(values) if n > 1 else None
+    ci = None
+    if std is not None:
+        half = t_quantile(n - 1) * std / math.sqrt(n)
+        ci = [mean - half, mean + half]
+    return dict(mean=mean, std=std, n=n, ci95=ci)
+
+
+def t_quantile(df: int) -> float:
+    """Student's t at (1 + CONFIDENCE) / 2 with ``df`` degrees of freedom (4.303 for 2)."""
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, df))
+
+
+def paired(member: Dict[int, float], other: Dict[int, float]) -> dict:
+    """The per-seed differences ``member - other`` over the seeds both have, their
+    ``mean_std`` and ``contains_zero`` (the 95% interval includes 0: no difference at that
+    level; None with fewer than two seeds)."""
+    seeds = sorted(s for s in set(member) & set(other)
+                   if member[s] is not None and other[s] is not None)
+    diffs = [member[s] - other[s] for s in seeds]
+    summary = mean_std(diffs)
+    ci = summary['ci95']
+    return dict(summary, seeds=seeds, diffs=diffs,
+                contains_zero=None if ci is None else ci[0] <= 0 <= ci[1])
 
 
 def duration_text(seconds: float) -> str:
@@ -62,9 +94,10 @@ def pareto_front(points: Sequence[tuple]) -> List[int]:
 
 
 # ------------------------------------------------------------------ aggregation
-def build_report(records: Sequence[dict]) -> dict:
-    """Aggregate run records (any order, any seeds) into the report dict."""
-    runs = [r for r in records if r['kind'] != PRETRAIN]
+def build_report(records: Sequence[dict], compare_to: Optional[str] = None) -> dict:
+    """Aggregate run records (any order, any seeds) into the report dict; ``compare_to``
+    (default: the suite's) names the member the others are paired with."""
+    runs = [r for r in records if r['kind'] not in (PRETRAIN, SEARCH, SEARCH_REFERENCE)]
     if not runs:
         raise AdapterkitError('compare: no runs to report')
     ok = [r for r in runs if r['status'] == 'ok']
@@ -90,11 +123,43 @@ def build_report(records: Sequence[dict]) -> dict:
         rows.append(_member_row([r for r in members if r['name'] == name], tasks,
                                 references, info, full))
     suite = runs[0]
+    compare_to = compare_to or next((r.get('compare_to') for r in runs
+                                     if r.get('compare_to')), None)
     return dict(suite=suite['suite'], base=suite['base'], tasks=tasks,
                 seeds=sorted({r['seed'] for r in runs}), references=references,
-                full_params=full, methods=rows,
+                full_params=full, methods=rows, compare_to=compare_to,
+                paired=_paired_rows(rows, tasks, compare_to),
+                published={r['name']: r['published'] for r in members if r.get('published')},
+                searches=_searches(members),
                 pretrain=next((r for r in records if r['kind'] == PRETRAIN), None),
-                runs=sorted(records, key=lambda r: (r['seed'], r['order'])))
+                runs=sorted(records, key=lambda r: (r['seed'], r['order'],
+                                                    (r.get('point') or {}).get('index', -1))))
+
+
+def _paired_rows(rows, tasks, compare_to) -> List[dict]:
+    """Every other member against ``compare_to``, seed by seed: Δm and each task's metric."""
+    against = next((r for r in rows if r['method'] == compare_to), None)
+    if against is None:
+        return []
+
+    def per_seed(row, key):
+        return {s['seed']: (s['delta_m'] if key is None else s['metrics'].get(key))
+                for s in row['samples']}
+    return [dict(method=row['method'], delta_m=paired(per_seed(row, None),
+                                                      per_seed(against, None)),
+                 metrics={t: paired(per_seed(row, t), per_seed(against, t)) for t in tasks})
+            for row in rows if row['kind'] == 'member' and row is not against]
+
+
+def _searches(members) -> Dict[str, dict]:
+    """Each searched member's search (settings, points with their held-out scores, the
+    chosen point), from its reported runs' records."""
+    found = {}
+    for record in sorted(members, key=lambda r: r['seed']):
+        search = record.get('search')
+        if search and 'points' in search:
+            found.setdefault(record['name'], search)
+    return found
 
 
 def _references(runs, tasks, info) -> Dict[str, dict]:
@@ -106,7 +171,8 @@ def _references(runs, tasks, info) -> Dict[str, dict]:
             value, source = fixed[0].get(task), 'suite'
         else:
             values = [r['primary'][task]['value'] for r in runs
-                      if r['kind'] == 'reference' and r['status'] == 'ok' and r['tasks'] == [task]]
+                      if r['kind'] == 'reference' and r['status'] == 'ok' and r['tasks'] == [task]
+                      and r['primary'][task]['value'] is not None]  # null: no valid pixel
             value = statistics.mean(values) if values else None
             source = (f'single-task runs, mean over {len(values)} seed'
                       + ('s' if len(values) != 1 else ''))
@@ -116,7 +182,7 @@ def _references(runs, tasks, info) -> Dict[str, dict]:
 
 
 def _delta_m(metrics: dict, references: dict) -> Optional[float]:
-    if not metrics or any(t not in references for t in metrics):
+    if not metrics or any(t not in references or v is None for t, v in metrics.items()):
         return None
     return delta_m(metrics, {t: references[t]['value'] for t in metrics},
                    {t: references[t]['higher_is_better'] for t in metrics})
@@ -191,6 +257,9 @@ def _row(name, kind, samples, records, tasks, info, full, adapter, trained_tasks
     trainable = values[0]['trainable'] if values else None
     return dict(
         method=name, kind=kind, seeds=sorted(samples), notes=notes, adapter=adapter,
+        samples=[dict(seed=seed, delta_m=v['delta_m'], metrics=v['metrics'])
+                 for seed, v in sorted(samples.items())],
+        search=next((r['search'] for r in records if r.get('search')), None),
         trained_tasks=trained_tasks,
         config_diff=sorted({k for r in records for k in r.get('config_diff', [])}),
         trainable=trainable,
@@ -204,15 +273,21 @@ def _row(name, kind, samples, records, tasks, info, full, adapter, trained_tasks
 
 
 # ------------------------------------------------------------------ files
-def write_report(records: Sequence[dict], out_dir: str) -> dict:
-    """Build the report and write its five files to ``out_dir`` (each atomically)."""
-    report = build_report(records)
+def write_report(records: Sequence[dict], out_dir: str,
+                 compare_to: Optional[str] = None) -> dict:
+    """Build the report and write its files to ``out_dir`` (each atomically): the five of
+    REPORT_FILES, and those of EXTRA_FILES that the suite has data for."""
+    report = build_report(records, compare_to)
     os.makedirs(out_dir, exist_ok=True)
     write_json(osp.join(out_dir, 'results.json'), report)
     write_text(osp.join(out_dir, 'results.csv'), to_csv(report))
     write_text(osp.join(out_dir, 'results.md'), to_markdown(report))
     _save(pareto_figure(report), osp.join(out_dir, 'pareto.png'))
     _save(tasks_figure(report), osp.join(out_dir, 'tasks.png'))
+    if report['published']:
+        _save(published_figure(report), osp.join(out_dir, 'published.png'))
+    if report['searches']:
+        _save(search_figure(report), osp.join(out_dir, 'search.png'))
     return report
 
 
@@ -344,14 +419,17 @@ def to_markdown(report: dict) -> str:
     if missing:
         parts.append(f'\nNo reference (or one of 0) for {", ".join(missing)}: Δm is not '
                      'computed.')
+    parts += confidence_section(report) + paired_section(report)
+    parts += published_section(report) + search_section(report)
     parts += ['', '## Config diff', '',
               'What each method changes in the common config. Checked for every run: no '
-              'other key differs (a single-task reference also keeps only its task).', '',
-              '| method | model.adapter | tasks |', '|---|---|---|']
+              'other key differs (a single-task reference also keeps only its task; a '
+              'searched member also its searched keys, set to the chosen point).', '',
+              '| method | model.adapter | tasks | search |', '|---|---|---|---|']
     for row in report['methods']:
         adapter = adapter_text(row['adapter']).replace('|', '\\|')  # not a cell border
         parts.append(f'| {row["method"]} | `{adapter}` | '
-                     f'{", ".join(row["trained_tasks"])} |')
+                     f'{", ".join(row["trained_tasks"])} | {search_text(row["search"])} |')
     pretrain = report.get('pretrain')
     if pretrain:
         train = pretrain.get('train') or {}
@@ -361,12 +439,139 @@ def to_markdown(report: dict) -> str:
                   f'{_time(train.get("time_s"))}): `pretrain/backbone.safetensors`.']
     parts += ['', '![Δm vs trainable parameters](pareto.png)', '',
               '![per-task metrics](tasks.png)', '']
+    if report['published']:
+        parts += ['![published vs measured](published.png)', '']
+    if report['searches']:
+        parts += ['![held-out search scores](search.png)', '']
     return '\n'.join(parts)
 
 
 def _passes_text(report: dict) -> str:
     counts = sorted({row['latency_ms']['n'] for row in report['methods'] if row['seeds']})
     return ' or '.join(map(str, counts)) or 'no'
+
+
+def _interval(stat: dict, digits: int = 2, signed: bool = False) -> str:
+    """'12.34 [10.01, 14.67]' (mean and 95% interval), '12.34' with one value, '—' none."""
+    if stat['mean'] is None:
+        return '—'
+    sign = '+' if signed else ''
+    text = f'{stat["mean"]:{sign}.{digits}f}'
+    if stat.get('ci95'):
+        low, high = stat['ci95']
+        text += f' [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]'
+    return text
+
+
+def confidence_section(report: dict) -> List[str]:
+    """Mean and 95% confidence interval over seeds (Student's t) of Δm and every metric."""
+    if len(report['seeds']) < 2:
+        return []
+    tasks = report['tasks']
+    lines = ['', '## Confidence over seeds', '',
+             f'Mean and 95% confidence interval of the mean over the seeds, mean ± t · std / '
+             f'√n with Student\'s t of n - 1 degrees of freedom (t = '
+             f'{t_quantile(len(report["seeds"]) - 1):.3f} for {len(report["seeds"])} seeds).',
+             '', '| method | seeds | Δm % | ' + ' | '.join(tasks) + ' |',
+             '|---|---|---|' + '---|' * len(tasks)]
+    for row in report['methods']:
+        lines.append(f'| {row["method"]} | {len(row["seeds"])} | '
+                     f'{_interval(row["delta_m"], signed=True)} | '
+                     + ' | '.join(_interval(row['metrics'][t]) for t in tasks) + ' |')
+    return lines
+
+
+def paired_section(report: dict) -> List[str]:
+    """Each member minus the ``compare_to`` one, seed by seed."""
+    if not report['paired']:
+        return []
+    tasks, other = report['tasks'], report['compare_to']
+    lines = ['', f'## Paired differences against {other}', '',
+             f'Per seed, each member minus {other} (same seed: same data order and '
+             'initialisation of everything the two share); mean and 95% interval of the '
+             'differences. *n.s.*: the interval contains 0, so this comparison does not '
+             'tell the two apart at that level.', '',
+             '| method | seeds | Δm % | ' + ' | '.join(tasks) + ' |',
+             '|---|---|---|' + '---|' * len(tasks)]
+
+    def cell(stat, signed=True):
+        mark = ' *n.s.*' if stat['contains_zero'] else ''
+        return _interval(stat, signed=signed) + mark
+    for row in report['paired']:
+        lines.append(f'| {row["method"]} − {other} | {len(row["delta_m"]["seeds"])} | '
+                     f'{cell(row["delta_m"])} | '
+                     + ' | '.join(cell(row['metrics'][t]) for t in tasks) + ' |')
+    return lines
+
+
+def published_section(report: dict) -> List[str]:
+    """Each member's published numbers beside the measured ones."""
+    if not report['published']:
+        return []
+    tasks = report['tasks']
+    lines = ['', '## Published vs measured', '',
+             'The suite\'s published numbers (`published`) beside this run\'s (mean over '
+             'seeds), as *published / measured*.', '',
+             '| method | ' + ' | '.join(tasks) + ' | Δm % | trainable |',
+             '|---|' + '---|' * (len(tasks) + 2)]
+    rows = {row['method']: row for row in report['methods']}
+    for name, published in report['published'].items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        cells = [_pair(published.get(t), row['metrics'][t]['mean']) for t in tasks]
+        cells.append(_pair(published.get('delta_m'), row['delta_m']['mean'], signed=True))
+        cells.append(f'{_count(published.get("trainable"))} / {_count(row["trainable"])}')
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def _pair(published, measured, signed=False) -> str:
+    return f'{_number(published, signed=signed)} / {_number(measured, signed=signed)}'
+
+
+def search_text(search: Optional[dict]) -> str:
+    """The config-diff cell of a searched member: its space and its choice."""
+    if not search:
+        return '—'
+    space = '; '.join(f'{k} ∈ {v}' for k, v in search['space'].items())
+    chosen = search.get('chosen')
+    if chosen is None:
+        return f'{space} (no choice yet)'
+    values = search['points'][chosen]['values']
+    return f'{space}: chose ' + ', '.join(f'{k}={v!r}' for k, v in values.items())
+
+
+def search_section(report: dict) -> List[str]:
+    """Every searched member's points and held-out scores, the chosen one marked."""
+    if not report['searches']:
+        return []
+    lines = ['', '## Search', '',
+             'Every point trained on the train list less the held-out part and was scored '
+             'on that part (never on val); the best score (✓) was then used for the '
+             'reported runs.']
+    for name, search in report['searches'].items():
+        score = 'Δm %' if search['score'] == 'delta_m' else search['score']
+        final = ('retrained on the whole train list' if search['final'] == 'retrain'
+                 else 'reused as it is')
+        lines += ['', f'**{name}**: {search["budget"]} over '
+                      + ', '.join(f'{k} ∈ {v}' for k, v in search['space'].items())
+                      + f'; held out {search["holdout"]:.0%} of the train list (seed '
+                      f'{search["seed"]}); score {score}; the chosen point {final}.',
+                  '', f'| point | values | held-out {score} | |', '|---|---|---|---|']
+        for point in search['points']:
+            value = point['score']
+            if value is not None and search['score'] != 'delta_m' \
+                    and not search['higher_is_better']:
+                value = -value  # shown as the metric, not as the signed score
+            sign = '+' if search['score'] == 'delta_m' else ''
+            shown = '—' if value is None else f'{value:{sign}.2f}'
+            if point['status'] != 'ok':
+                shown = f'{point["status"]}: {_short(point.get("error") or "", 60)}'
+            mark = '✓' if point['index'] == search.get('chosen') else ''
+            values = ', '.join(f'{k}={v!r}' for k, v in point['values'].items())
+            lines.append(f'| {point["index"]} | {values} | {shown} | {mark} |')
+    return lines
 
 
 def _shown(path: str) -> str:
@@ -496,6 +701,77 @@ def _metric_bars(ax, rows, stats, reference) -> bool:
     ax.set_xlim(0, 1.25 * max(ends, default=1) or 1)  # room for the printed values
     ax.grid(axis='x', alpha=0.3)
     return any(s['std'] is not None for s in stats)
+
+
+def published_figure(report: dict):
+    """Per task (and Δm): each member's published value (open circle) and measured mean
+    (dot, with the 95% interval over seeds), joined by a line."""
+    from matplotlib.figure import Figure
+    rows = {row['method']: row for row in report['methods']}
+    names = [n for n in report['published'] if n in rows]
+    keys = report['tasks'] + ['delta_m']
+    fig = Figure(figsize=(3.4 * len(keys), 1.2 + 0.4 * max(len(names), 1)),
+                 layout='constrained')
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        for y, name in enumerate(names):
+            stat = (rows[name]['delta_m'] if key == 'delta_m'
+                    else rows[name]['metrics'][key])
+            published, measured = report['published'][name].get(key), stat['mean']
+            if published is not None and measured is not None:
+                ax.plot([published, measured], [y, y], color='C7', lw=1)
+            if published is not None:
+                ax.plot(published, y, 'o', mfc='none', color='C1',
+                        label='published' if y == 0 else None)
+            if measured is not None:
+                ci = stat.get('ci95')
+                xerr = None if not ci else [[measured - ci[0]], [ci[1] - measured]]
+                ax.errorbar(measured, y, xerr=xerr, fmt='o', color='C0', capsize=3,
+                            label='measured' if y == 0 else None)
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [''] * len(names),
+                      fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(axis='x', alpha=0.3)
+        metric = report['references'].get(key, {}).get('metric', '')
+        ax.set_title('Δm %' if key == 'delta_m' else f'{key} {metric}', fontsize=9)
+    axes[0].legend(fontsize=7, loc='best')
+    fig.suptitle(f'{report["suite"]}: published (open) vs measured (filled)', fontsize=10)
+    return fig
+
+
+def search_figure(report: dict):
+    """Per searched member: the held-out score of every point, the chosen one in red; over
+    the value itself (log axis where it spans a factor of 10) when one key was searched."""
+    from matplotlib.figure import Figure
+    searches = report['searches']
+    fig = Figure(figsize=(3.6 * len(searches), 3.2), layout='constrained')
+    axes = fig.subplots(1, len(searches), squeeze=False)[0]
+    for ax, (name, search) in zip(axes, searches.items()):
+        points = [p for p in search['points'] if p['score'] is not None]
+        sign = 1 if search['score'] == 'delta_m' or search['higher_is_better'] else -1
+        keys = list(search['space'])
+        numeric = len(keys) == 1 and all(isinstance(v, (int, float))
+                                         for v in search['space'][keys[0]])
+        xs = [p['values'][keys[0]] if numeric else p['index'] for p in points]
+        ys = [sign * p['score'] for p in points]
+        ax.plot(xs, ys, 'o-', color='C0')
+        for x, y, point in zip(xs, ys, points):
+            if point['index'] == search.get('chosen'):
+                ax.plot(x, y, 'o', color='C3', ms=9, label='chosen')
+        if numeric and xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale('log')
+        if numeric and xs:  # the searched values themselves, not a log axis' many ticks
+            ax.set_xticks(sorted(set(xs)), [f'{v:g}' for v in sorted(set(xs))])
+            ax.minorticks_off()
+        ax.set_xlabel(keys[0] if numeric else 'point (see results.md)')
+        ax.set_ylabel('held-out Δm %' if search['score'] == 'delta_m' else
+                      f'held-out {search["score"]}')
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        if points:
+            ax.legend(fontsize=7)
+    fig.suptitle(f'{report["suite"]}: search on the held-out split', fontsize=10)
+    return fig
 
 
 def _save(fig, path: str) -> None:

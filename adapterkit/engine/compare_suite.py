@@ -32,6 +32,17 @@ helper variables start with ``_``):
     ``dict(data=dict(root=..., synthesize=...), options=dict(...))``: a pretraining stage
     (full fine-tuning of the base model on all tasks, on other data) whose backbone, saved
     as ``pretrain/backbone.safetensors`` in timm's layout, every run starts from.
+``search``
+    A hyper-parameter search per member on a held-out part of the train list
+    (``compare_search.py``); a member's own ``search`` replaces it (``False``: none).
+``published``
+    ``{member: {task: value, 'delta_m': value, 'trainable': count}}``: a paper's numbers,
+    shown beside the measured ones (any subset of the keys).
+``compare_to``
+    A member every other one is compared with seed by seed (paired differences).
+``executor``
+    ``dict(type='serial' | 'local' | 'slurm', ...)``: where the runs run
+    (``compare_exec.py``); the command line's options override it.
 """
 import copy
 import json
@@ -45,6 +56,8 @@ from mmengine.config import Config
 from .. import plugins
 from ..config import load_config
 from ..errors import MissingFileError, SuiteError
+from .compare_search import (SPLIT_KEYS, holdout_split, member_search, parse_search,
+                             search_points)
 
 SINGLE_TASK = 'single-task'
 PRETRAIN = 'pretrain'
@@ -53,7 +66,9 @@ REFERENCE_ADAPTER = dict(type='Full')
 # The pretraining stage's backbone, in timm's layout, that every later run starts from.
 BACKBONE_FILE = 'backbone.safetensors'
 SUITE_KEYS = ('base', 'members', 'tasks', 'seeds', 'data', 'options', 'references',
-              'pretrained', 'pretrain')
+              'pretrained', 'pretrain', 'search', 'published', 'compare_to', 'executor')
+MEMBER_KEYS = ('config', 'adapter', 'search')
+HELDOUT = 'heldout'  # the work dir of a single-task reference on the held-out split
 MEMBER_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 
 
@@ -63,7 +78,8 @@ class Suite:
     path: str
     name: str
     base: str
-    members: Dict[str, dict]  # name -> dict(config=path or None, adapter=dict/list or None)
+    # name -> dict(config=path or None, adapter=dict/list or None, search=dict or None)
+    members: Dict[str, dict]
     tasks: Dict[str, dict]  # name -> task config, the base's (or the suite's subset)
     seeds: List[int]
     data: Optional[dict]
@@ -71,6 +87,10 @@ class Suite:
     references: Union[str, Dict[str, float]]  # SINGLE_TASK or {task: value}
     pretrained: Optional[str]
     pretrain: Optional[dict]
+    search: Optional[dict] = None  # the suite's (compare_search.parse_search)
+    published: Dict[str, dict] = field(default_factory=dict)  # {member: {key: value}}
+    compare_to: Optional[str] = None
+    executor: dict = field(default_factory=dict)
 
     def shared_options(self, seed: int, tasks: Optional[Sequence[str]] = None,
                        data: Optional[dict] = None, pretrained: Optional[str] = None,
@@ -184,9 +204,45 @@ def load_suite(path: str, cfg_options: Optional[dict] = None) -> Suite:
         references = {t: float(references[t]) for t in tasks}
     elif references != SINGLE_TASK:
         fail('references', f"'{SINGLE_TASK}' or {{task: value}}, got {references!r}")
+
+    search = parse_search(raw.get('search'), None, list(tasks), fail)
+    for name, member in members.items():
+        member['search'] = member_search(parse_search(
+            member['search'], search, list(tasks), lambda k, m: fail(f'members.{name}.{k}', m),
+            member=True))
+    compare_to = raw.get('compare_to')
+    if compare_to is not None and compare_to not in members:
+        fail('compare_to', f'{compare_to!r} is not a member ({", ".join(members)})')
+    executor = raw.get('executor') or {}
+    if not isinstance(executor, dict):
+        fail('executor', f"dict(type='local', max_parallel=2) or the like, got {executor!r}")
     return Suite(path=path, name=osp.splitext(osp.basename(path))[0], base=base,
                  members=members, tasks=tasks, seeds=list(seeds), data=data, options=options,
-                 references=references, pretrained=pretrained, pretrain=pretrain)
+                 references=references, pretrained=pretrained, pretrain=pretrain,
+                 search=search, published=_published(raw.get('published'), members, tasks,
+                                                     fail),
+                 compare_to=compare_to, executor=dict(executor))
+
+
+def _published(published, members, tasks, fail) -> Dict[str, dict]:
+    """``{member: {task | 'delta_m' | 'trainable': number}}``, checked."""
+    if published is None:
+        return {}
+    if not isinstance(published, dict):
+        fail('published', f'{{member: {{task: value, ...}}}}, got {published!r}')
+    keys = list(tasks) + ['delta_m', 'trainable']
+    for name, row in published.items():
+        if name not in members:
+            fail(f'published.{name}', f'not a member ({", ".join(members)})')
+        if not isinstance(row, dict):
+            fail(f'published.{name}', f'{{task: value, ...}}, got {row!r}')
+        for key, value in row.items():
+            if key not in keys:
+                fail(f'published.{name}.{key}',
+                     f'not a task of the suite, delta_m or trainable ({", ".join(keys)})')
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                fail(f'published.{name}.{key}', f'a number, got {value!r}')
+    return {name: dict(row) for name, row in published.items()}
 
 
 def _config_path(path: str, here: str) -> str:
@@ -200,9 +256,10 @@ def _member(spec, key, here, fail) -> dict:
         spec = dict(config=spec)
     if not isinstance(spec, dict):
         fail(key, f'a config path or dict(config=..., adapter=...), got {spec!r}')
-    unknown = sorted(set(spec) - {'config', 'adapter'})
+    unknown = sorted(set(spec) - set(MEMBER_KEYS))
     if unknown:
-        fail(key, f'unknown key {unknown[0]!r} (a member has config and/or adapter)')
+        fail(key, f'unknown key {unknown[0]!r} (a member has config and/or adapter, and may '
+                  'have a search)')
     config, adapter = spec.get('config'), spec.get('adapter')
     if config is None and adapter is None:
         fail(key, 'needs a config, an adapter, or both')
@@ -214,7 +271,8 @@ def _member(spec, key, here, fail) -> dict:
         fail(f'{key}.adapter', f'a strategy dict or a list of them, got {adapter!r}')
     if config is None and isinstance(adapter, dict) and 'type' not in adapter:
         fail(f'{key}.adapter', 'needs a type (or a config to take the rest from)')
-    return dict(config=config and _config_path(config, here), adapter=adapter)
+    return dict(config=config and _config_path(config, here), adapter=adapter,
+                search=spec.get('search'))
 
 
 def _data(data, key, fail, required=False) -> Optional[dict]:
@@ -240,10 +298,13 @@ def _replacing(adapter):
 
 
 # ------------------------------------------------------------------ runs
+MEMBER, REFERENCE, SEARCH, SEARCH_REFERENCE = 'member', 'reference', 'search', 'search-reference'
+
+
 @dataclass
 class Run:
     name: str  # a member name, 'single-task_<task>' or 'pretrain'
-    kind: str  # 'member', 'reference' or 'pretrain'
+    kind: str  # 'member', 'reference', 'pretrain', 'search' or 'search-reference'
     seed: int
     order: int  # the position in the suite, for the report's row order
     work_dir: str
@@ -251,17 +312,30 @@ class Run:
     error: Optional[str] = None  # a member whose config could not be derived
     selected: bool = True  # False: not trained now (--only), only collected if finished
     diff: List[str] = field(default_factory=list)  # keys that differ from the suite base
+    point: Optional[dict] = None  # a search point: dict(index=k, values={key: value})
+    waiting: bool = False  # a searched member's final run, before its search has finished
+    reuse_from: Optional[str] = None  # final='reuse': the search point dir it reports
 
     @property
     def label(self) -> str:
-        return self.name if self.kind == PRETRAIN else f'{self.name} seed {self.seed}'
+        if self.kind == PRETRAIN:
+            return self.name
+        if self.kind == SEARCH:
+            return f'{self.name} search point {self.point["index"]}'
+        if self.kind == SEARCH_REFERENCE:
+            return f'{self.name} on the held-out split'
+        return f'{self.name} seed {self.seed}'
 
 
 def plan(suite: Suite, work_dir: str, seeds: Optional[Sequence[int]] = None,
-         only: Optional[Sequence[str]] = None) -> List[Run]:
-    """Every run of the suite in order: pretraining, then per seed the single-task
-    references and the members. ``only`` names the members (and 'single-task') to train
-    now; the others are only collected if they finished earlier."""
+         only: Optional[Sequence[str]] = None,
+         chosen: Optional[Dict[str, Optional[dict]]] = None) -> List[Run]:
+    """Every run of the suite in order: pretraining; the searches (held-out single-task
+    references, then every member's points, with the first seed); then per seed the
+    single-task references and the members. ``only`` names the members (and 'single-task')
+    to train now; the others are only collected if they finished earlier. ``chosen``:
+    ``{member: values of its best point}`` once its search has finished; until then a
+    searched member's runs are ``waiting``."""
     seeds = list(seeds if seeds is not None else suite.seeds)
     names = list(suite.members) + ([SINGLE_TASK] if suite.references == SINGLE_TASK else [])
     unknown = sorted(set(only or []) - set(names))
@@ -276,31 +350,100 @@ def plan(suite: Suite, work_dir: str, seeds: Optional[Sequence[int]] = None,
             REFERENCE_ADAPTER, 0, data=suite.pretrain['data'],
             options=suite.pretrain['options'])))
         pretrained = osp.join(pretrain_dir, BACKBONE_FILE)
+    runs += _search_runs(suite, work_dir, seeds[0], only, pretrained)
 
     for seed in seeds:
         common = suite.common_config(seed, pretrained=pretrained)
-        jobs = [(task, 'reference') for task in suite.tasks
+        jobs = [(task, REFERENCE) for task in suite.tasks
                 if suite.references == SINGLE_TASK]
-        jobs += [(name, 'member') for name in suite.members]
+        jobs += [(name, MEMBER) for name in suite.members]
         for order, (key, kind) in enumerate(jobs):
-            reference = kind == 'reference'
+            reference = kind == REFERENCE
             name = f'{SINGLE_TASK}_{key}' if reference else key
             run = Run(name, kind, seed, order, osp.join(work_dir, name, f'seed_{seed}'),
-                      selected=not only or (SINGLE_TASK if reference else key) in only)
+                      selected=_selected(only, key, reference))
+            search = None if reference else suite.members[key]['search']
+            if search and (chosen or {}).get(key) is None:
+                run.waiting = True
+                runs.append(run)
+                continue
             try:
-                run.cfg = (suite.run_config(REFERENCE_ADAPTER, seed, tasks=[key],
-                                            pretrained=pretrained) if reference
-                           else _member_config(suite, common, key, seed, pretrained))
-                run.diff = check_identical(common, run.cfg, run.label, reference)
+                if reference:
+                    run.cfg = suite.run_config(REFERENCE_ADAPTER, seed, tasks=[key],
+                                               pretrained=pretrained)
+                    run.diff = check_identical(common, run.cfg, run.label, reference)
+                else:
+                    _final_member_run(suite, common, run, pretrained, search,
+                                      (chosen or {}).get(key), work_dir, len(seeds))
             except Exception as err:  # one member's bad config must not stop the others
                 run.cfg, run.error = None, one_line(err)
             runs.append(run)
     return runs
 
 
+def _selected(only, key: str, reference: bool) -> bool:
+    return not only or (SINGLE_TASK if reference else key) in only
+
+
+def _search_runs(suite: Suite, work_dir: str, seed: int, only, pretrained) -> List[Run]:
+    """The held-out single-task references (where a search scores by Δm against them) and
+    every searched member's points."""
+    searches = {name: m['search'] for name, m in suite.members.items() if m['search']}
+    if not searches:
+        return []
+    common = suite.common_config(seed, pretrained=pretrained)
+    runs = []
+    split = next(iter(searches.values()))  # the held-out split is the suite's
+    if suite.references == SINGLE_TASK and any(s['score'] == 'delta_m'
+                                               for s in searches.values()):
+        for order, task in enumerate(suite.tasks):
+            name = f'{SINGLE_TASK}_{task}'
+            run = Run(name, SEARCH_REFERENCE, seed, order, osp.join(work_dir, name, HELDOUT),
+                      selected=_selected(only, task, True))
+            run.cfg = holdout_split(suite.run_config(REFERENCE_ADAPTER, seed, tasks=[task],
+                                                     pretrained=pretrained), split)
+            run.diff = config_diff(common, run.cfg)
+            runs.append(run)
+    order = len(suite.tasks) if suite.references == SINGLE_TASK else 0
+    for name, search in searches.items():
+        for index, values in enumerate(search_points(search)):
+            run = Run(name, SEARCH, seed, order + list(suite.members).index(name),
+                      osp.join(work_dir, name, 'search', f'point_{index}'),
+                      selected=_selected(only, name, False),
+                      point=dict(index=index, values=values))
+            try:
+                cfg = _member_config(suite, common, name, seed, pretrained, values)
+                check_identical(common, cfg, run.label, allowed=list(search['space']))
+                run.cfg = holdout_split(cfg, search)
+                run.diff = config_diff(common, run.cfg)
+            except Exception as err:
+                run.cfg, run.error = None, one_line(err)
+            runs.append(run)
+    return runs
+
+
+def _final_member_run(suite, common, run, pretrained, search, values, work_dir,
+                      num_seeds) -> None:
+    """A member's reported run (with its search's chosen values, if it searched)."""
+    run.cfg = _member_config(suite, common, run.name, run.seed, pretrained, values)
+    allowed = list(search['space']) if search else []
+    if search and search['final'] == 'reuse':
+        if num_seeds > 1:
+            raise SuiteError(f"{run.name}: search.final='reuse' reports the search's own run, "
+                             "which has one seed: use final='retrain' with several seeds")
+        index = search_points(search).index(values)
+        run.reuse_from = osp.join(work_dir, run.name, 'search', f'point_{index}')
+        val = copy.deepcopy(run.cfg.val_dataloader.dataset)
+        holdout_split(run.cfg, search)  # trained on the rest of the list, validated on val
+        run.cfg.val_dataloader.dataset = val
+        allowed.append(SPLIT_KEYS[0])
+    run.diff = check_identical(common, run.cfg, run.label, allowed=allowed)
+
+
 def _member_config(suite: Suite, common: Config, name: str, seed: int,
-                   pretrained: Optional[str]) -> Config:
-    """A member's run config: the suite base with the member's adapter."""
+                   pretrained: Optional[str], values: Optional[dict] = None) -> Config:
+    """A member's run config: the suite base with the member's adapter (and a search
+    point's ``values``)."""
     spec = suite.members[name]
     adapter = spec['adapter']
     if spec['config']:
@@ -312,7 +455,7 @@ def _member_config(suite: Suite, common: Config, name: str, seed: int,
         source = load_config(spec['config'], options)
         check_identical(common, source, f'member {name} ({spec["config"]})')
         adapter = source.to_dict()['model']['adapter']
-    return suite.run_config(adapter, seed, pretrained=pretrained)
+    return suite.run_config(adapter, seed, pretrained=pretrained, options=values)
 
 
 # --------------------------------------------------------- identical pipelines
@@ -339,21 +482,25 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
     return flat
 
 
-def outside_allowed(keys: Sequence[str], reference: bool = False) -> List[str]:
-    """The keys among ``keys`` that a run may not change: anything but ``model.adapter``,
-    and for a single-task reference also its task subset (every ``tasks`` entry)."""
+def outside_allowed(keys: Sequence[str], reference: bool = False,
+                    allowed: Sequence[str] = ()) -> List[str]:
+    """The keys among ``keys`` that a run may not change: anything but ``model.adapter``
+    (and the keys in or under ``allowed``: a member's searched keys), and for a single-task
+    reference also its task subset (every ``tasks`` entry)."""
     return [k for k in keys if not (k.split('.')[:2] == ['model', 'adapter']
-                                    or (reference and 'tasks' in k.split('.')))]
+                                    or (reference and 'tasks' in k.split('.'))
+                                    or any(k == a or k.startswith(a + '.') for a in allowed))]
 
 
-def check_identical(common: Config, cfg: Config, what: str,
-                    reference: bool = False) -> List[str]:
+def check_identical(common: Config, cfg: Config, what: str, reference: bool = False,
+                    allowed: Sequence[str] = ()) -> List[str]:
     """The keys where ``cfg`` differs from the suite's common config; SuiteError naming
     them when one is outside what a run may change (``outside_allowed``)."""
     diff = config_diff(common, cfg)
-    outside = outside_allowed(diff, reference)
+    outside = outside_allowed(diff, reference, allowed)
     if outside:
-        raise SuiteError(f'{what} differs from the suite base outside model.adapter: '
+        where = 'model.adapter' + (' and its searched keys' if allowed else '')
+        raise SuiteError(f'{what} differs from the suite base outside {where}: '
                          f'{", ".join(outside[:6])}')
     return diff
 

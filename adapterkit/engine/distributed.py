@@ -6,6 +6,7 @@ places, and this module bridges exactly those: its ``init_dist`` pins a CUDA dev
 process, and its model wrappers pass a GPU index to DDP/FSDP.
 """
 import datetime
+import gc
 import importlib.util
 
 import torch
@@ -57,13 +58,22 @@ def prepare_launch(cfg, launcher: str) -> None:
 
 
 def end_launch() -> None:
-    """Tear down the process group after a run, whoever started it: torch asks for it, and
-    at interpreter exit gloo's threads can otherwise abort the process. The barrier first:
-    a rank that tears down while another still finishes its last collective (FSDP's
-    state-dict gathering for the final checkpoint) aborts under gloo."""
+    """Tear down the process group after a run, whoever started it (call it once the
+    command's Runner is dropped). The barrier first: a rank that tears down while another
+    still finishes its last collective (FSDP's state-dict gathering for the final
+    checkpoint) aborts under gloo.
+
+    ``destroy_process_group`` only unregisters the groups: a group lives on, with its gloo
+    threads, until its last reference goes, and the wrapped model (DDP, FSDP) holds it in
+    reference cycles that only the garbage collector frees. Left to the collection at
+    interpreter exit, those threads meet a finalizing interpreter, and a thread that then
+    touches a Python object is unwound through C++ code that may not throw: "terminate
+    called without an active exception". Collecting here joins them while Python is whole.
+    """
     if is_distributed():
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def _prepare_cpu(cfg, launcher: str, strategy: str) -> None:

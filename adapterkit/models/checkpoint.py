@@ -1,16 +1,21 @@
 """Adapter-only checkpoints and merged exports of a MultiTaskModel, as safetensors files.
 
-Both kinds are one ``.safetensors`` file keyed like ``MultiTaskModel.state_dict()``
+Both kinds are one safetensors file keyed like ``MultiTaskModel.state_dict()``
 (``backbone.<timm name>``, ``heads.<task>.<name>``); its metadata holds
 ``adapterkit_format`` (``adapter-only`` or ``merged``) and ``config``, the text of the
-config it belongs to (with the ``--cfg-options`` it was used with).
+config it belongs to (with the ``--cfg-options`` it was used with), so a file alone says
+what model to build (``adapterkit test FILE``, ``adapterkit inspect FILE``).
 
 - **Adapter-only** (``save_adapter`` / ``load_adapter``): everything that is not the frozen
   pretrained backbone: the backbone tensors the strategies train (injected layers and
   unfrozen pretrained parts, each strategy's ``trainable_state_dict``) and all of the model
   outside the backbone (the heads' parameters and buffers, e.g. BatchNorm statistics).
   Loading puts the config's pretrained file into the backbone first and this state on top,
-  so the model is exactly the trained one.
+  so the model is exactly the trained one. The metadata also holds ``base_sha256``, the
+  SHA-256 of the pretrained file it was trained on (and ``base_file``, its name): loading
+  it onto other backbone weights is refused unless asked for (``allow_other_backbone``,
+  ``--allow-other-backbone``). Hashes are kept per process by path, mtime and size, so a
+  file is hashed once however often it is loaded.
 - **Merged** (``save_merged``): every mergeable delta folded into the backbone weights and
   the injected tensors left out, so the backbone part has exactly the keys of a plain timm
   Swin with ``num_classes=0`` and loads into ``timm.create_model(arch, img_size=...,
@@ -26,25 +31,38 @@ config it belongs to (with the ``--cfg-options`` it was used with).
 
 Runner checkpoints (``iter_*.pth``) stay mmengine's own: full state for exact resumption.
 
+Loading is strict everywhere (``check_on_load``, a ``load_state_dict`` pre-hook of the
+model, so mmengine's ``load_from`` too): a state must be the whole model, its adapter-only
+part or a merged export of it, or the load stops with one line naming the keys that do not
+fit. Files are read by content (``compat.load_checkpoint_file``), whatever their suffix.
+
 Checkpoints of a method's reference code (``convert_foreign``) are converted by the model's
 own strategies (``AdapterStrategy.convert_state_dict``: MTLoRA's, a plugin's), for
 ``adapterkit convert``.
 """
+import collections
+import hashlib
+import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from ..compat import load_checkpoint_file
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..fileio import atomic_write
+from ..layouts import ACCEPTED, is_mtlora_reference
 
 FORMAT_KEY = 'adapterkit_format'
 ADAPTER_ONLY = 'adapter-only'
 MERGED = 'merged'
 BACKBONE = 'backbone.'
+FILE_INFO = 'adapterkit_file'  # the file's metadata, in a state dict's torch _metadata['']
+# timm's final norm, which a merged export holds and the backbone does not have
+MERGED_NORM = (BACKBONE + 'norm.weight', BACKBONE + 'norm.bias')
 
 
 # ------------------------------------------------------------------ state
@@ -83,9 +101,9 @@ def merged_state_dict(model: nn.Module, task: Optional[str] = None) -> Dict[str,
 
 # ------------------------------------------------------------------ files
 def save_adapter(model: nn.Module, path: str, config_text: str = '') -> None:
-    """Write the adapter-only state of ``model`` to ``path`` (.safetensors)."""
-    _pretrained_file(model)  # a file nobody could load back is refused before writing
-    _write(adapter_state_dict(model), path, ADAPTER_ONLY, config_text)
+    """Write the adapter-only state of ``model`` to ``path`` (.safetensors), with the
+    SHA-256 of the pretrained file it sits on."""
+    save_state(adapter_state_dict(model), path, ADAPTER_ONLY, config_text, model=model)
 
 
 def save_merged(model: nn.Module, path: str, config_text: str = '',
@@ -93,8 +111,8 @@ def save_merged(model: nn.Module, path: str, config_text: str = '',
     """Write the merged model to ``path`` (.safetensors), with ``task`` that task's (its
     name in the metadata, ``task``); refuses a strategy that cannot merge before writing
     anything."""
-    _write(merged_state_dict(model, task), path, MERGED, config_text,
-           {} if task is None else {'task': task})
+    save_state(merged_state_dict(model, task), path, MERGED, config_text,
+               extra={} if task is None else {'task': task})
 
 
 def read_metadata(path: str) -> Dict[str, str]:
@@ -112,32 +130,147 @@ def read_metadata(path: str) -> Dict[str, str]:
     return metadata
 
 
-def load_adapter(model: nn.Module, path: str) -> None:
+def load_adapter(model: nn.Module, path: str, allow_other_backbone: bool = False) -> None:
     """Load an adapter-only file into a model built from its config: the config's
-    pretrained backbone first, then the adapter-only state on top of it."""
+    pretrained backbone first, then the adapter-only state on top of it. Refused when the
+    file was trained on other backbone weights, unless ``allow_other_backbone``."""
     metadata = read_metadata(path)
     if metadata[FORMAT_KEY] != ADAPTER_ONLY:
         raise CheckpointError(f'{path}: a {metadata[FORMAT_KEY]} export, not an adapter-only file',
                               file=path)
-    pretrained = _pretrained_file(model)
-    state = load_file(path, device='cpu')
-    check_keys(path, state, adapter_state_dict(model))
-    model.backbone.load_pretrained(pretrained)
-    model.load_state_dict(state, strict=False)
+    load_file_state(model, path, allow_other_backbone)
 
 
-def load_weights(model: nn.Module, path: str) -> None:
-    """Load a runner checkpoint (``.pth``, strictly) or an adapter-only ``.safetensors``."""
-    if path.endswith('.safetensors'):
-        load_adapter(model, path)
-        return
-    from ..compat import load_checkpoint_file
-    if not osp.isfile(path):
-        raise MissingFileError(f'checkpoint not found: {path}', file=path)
+def load_file_state(model: nn.Module, path: str, allow_other_backbone: bool = False) -> None:
+    """Load a checkpoint file (a torch or safetensors file, by content) into ``model``
+    strictly: whatever ``check_on_load`` accepts."""
     checkpoint = load_checkpoint_file(path, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint)
-    check_keys(path, state, model.state_dict())
-    model.load_state_dict(state)
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path}: holds no state dict; adapterkit reads {ACCEPTED}',
+                              file=path)
+    load_state(model, state, path, allow_other_backbone)
+
+
+def load_state(model: nn.Module, state: dict, path: str, allow_other_backbone: bool = False,
+               **info) -> None:
+    """``model.load_state_dict(state)`` under ``check_on_load`` (strict, one line naming
+    the keys that do not fit), which is told where the state comes from."""
+    metadata = dict(getattr(state, '_metadata', None) or {})
+    described = dict(metadata.get('', {}).get(FILE_INFO, {}), path=path,
+                     allow_other_backbone=allow_other_backbone, **info)
+    state = collections.OrderedDict(state)  # a copy that can carry torch's _metadata
+    state._metadata = dict(metadata, **{'': dict(metadata.get('', {}), **{FILE_INFO: described})})
+    model.load_state_dict(state, strict=False)  # check_on_load is the strict part
+
+
+# ------------------------------------------------------------------ strict loading
+def check_on_load(model: nn.Module, state_dict: dict, prefix: str, local_metadata: dict,
+                  *args) -> None:
+    """``load_state_dict`` pre-hook of the model (after the strategies' converters): the
+    state must be the whole model, its adapter-only part (the pretrained backbone is loaded
+    under it here, and it must be the one it was trained on) or a merged export; anything
+    else stops the load with one line naming the keys that do not fit.
+
+    It checks every state read from a file (adapterkit's loaders and ``compat`` mark it in
+    the metadata) and every other load, mmengine's ``load_from`` and ``resume`` included,
+    but one that a program asks for itself with ``model.load_state_dict(state,
+    strict=False)`` (``MultiTaskModel.load_state_dict`` marks it): that is left to it, as
+    is a load inside FSDP (``_sharded``)."""
+    info = local_metadata.get(FILE_INFO) or {}
+    if getattr(model, 'lenient_load', False) and not info or _sharded(model, prefix):
+        return
+    path = info.get('path') or 'the loaded state dict'
+    state = {key[len(prefix):]: value for key, value in state_dict.items()
+             if isinstance(key, str) and key.startswith(prefix)}
+    full = model.state_dict()
+    if not _problems(state, full):
+        return
+    if info.get(FORMAT_KEY) == MERGED or all(key in state for key in MERGED_NORM):
+        _check_merged(model, state, full, path)
+        for key in MERGED_NORM:  # untrained and unused by the taps (module docstring)
+            state_dict.pop(prefix + key, None)
+        return
+    adapter = adapter_state_dict(model)
+    if _problems(state, adapter):
+        _refuse(path, state, full, adapter)
+    pretrained = _pretrained_file(model)  # an adapter-only state sits on it: load it first
+    if not info.get('allow_other_backbone'):
+        _check_base(path, info, pretrained)
+    model.backbone.load_pretrained(pretrained)
+
+
+def _refuse(path: str, state: dict, full: dict, adapter: dict) -> None:
+    """One line for a state that fits neither the model nor its adapter-only part."""
+    source = state.get('model') if isinstance(state.get('model'), dict) else state
+    if is_mtlora_reference(source):
+        raise CheckpointError(
+            f'{path}: an MTLoRA reference checkpoint (scale-lab/MTLoRA) does not fit the model '
+            'of the config; it loads into an MTLoRA model of its ranks and tasks (`adapterkit '
+            'convert-mtlora CKPT OUT --config CONFIG` converts it and names any key that does '
+            'not fit)', file=path)
+    # name the keys against whichever of the two the file is closer to
+    closer = min(((full, 'the model of the config'),
+                  (adapter, 'the adapter-only part of the model of the config')),
+                 key=lambda pair: len(_problems(state, pair[0])))
+    check_keys(path, state, *closer)
+
+
+def _sharded(model: nn.Module, prefix: str) -> bool:
+    """True inside FSDP (the model under a wrapper's prefix, or blocks wrapped in it): its
+    parameters are flat shards whose state dict is a collective, so the check is left to
+    FSDP's own load."""
+    return bool(prefix) or any(type(m).__name__ == 'FullyShardedDataParallel'
+                               for m in model.modules())
+
+
+def _problems(state: dict, expected: dict) -> set:
+    """The keys that keep ``state`` from being exactly ``expected`` (BatchNorm's
+    ``num_batches_tracked`` may be missing, as mmengine allows)."""
+    missing = {k for k in set(expected) - set(state) if not k.endswith('num_batches_tracked')}
+    mismatched = {k for k in set(expected) & set(state)
+                  if getattr(state[k], 'shape', None) != expected[k].shape}
+    return missing | (set(state) - set(expected)) | mismatched
+
+
+def _check_merged(model: nn.Module, state: dict, full: dict, path: str) -> None:
+    """A merged export fits a fresh model of its config: every key is the model's (or
+    timm's final norm), and every pretrained backbone parameter and everything outside the
+    backbone is there; the injected tensors it lacks stay at their identity start."""
+    base = {BACKBONE + name for name in model.backbone_base_params}
+    ours = {k: v for k, v in state.items() if k not in MERGED_NORM}
+    expected = {k: v for k, v in full.items()
+                if k in base or not k.startswith(BACKBONE) or k in ours}
+    check_keys(path, ours, expected, 'the merged form of the model of the config')
+
+
+def _check_base(path: str, info: dict, pretrained: str) -> None:
+    recorded = info.get('base_sha256')
+    if not recorded:
+        return  # written before adapterkit recorded it
+    actual = file_sha256(pretrained)
+    if actual != recorded:
+        raise CheckpointError(
+            f'{path}: trained on other backbone weights ({info.get("base_file", "?")}, sha256 '
+            f'{recorded[:12]}) than model.backbone.pretrained {pretrained} (sha256 '
+            f'{actual[:12]}); point model.backbone.pretrained at the weights it was trained '
+            'on, or pass --allow-other-backbone (allow_other_backbone=True)', file=path)
+
+
+_HASHES: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file, computed once per (path, mtime, size) in a process."""
+    stat = os.stat(path)
+    key = (osp.realpath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 # ------------------------------------------------------------------ helpers
@@ -186,12 +319,23 @@ def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, to
         raise CheckpointError(f'{path}: does not fit {target}: ' + '; '.join(problems), file=path)
 
 
-def _write(state: Dict[str, torch.Tensor], path: str, kind: str,
-           config_text: Optional[str], extra: Optional[Dict[str, str]] = None) -> None:
-    """Write atomically (``fileio``): a crash leaves no half-written file under ``path``."""
+def save_state(state: Dict[str, torch.Tensor], path: str, kind: Optional[str],
+               config_text: Optional[str], model: Optional[nn.Module] = None,
+               extra: Optional[Dict[str, str]] = None) -> None:
+    """Write ``state`` to the safetensors file ``path`` atomically (``fileio``: a crash
+    leaves no half-written file), with adapterkit's metadata where ``kind`` is given: the
+    kind, the config text, ``extra`` and, for state that sits on the pretrained backbone of
+    ``model``, that file's SHA-256 and name (the pretrained file must be set, or nothing is
+    written)."""
     if not path.endswith('.safetensors'):
         raise CheckpointError(f'{path}: an export is a .safetensors file; name it *.safetensors',
                               file=path)
+    metadata = None
+    if kind is not None:
+        metadata = {FORMAT_KEY: kind, 'config': config_text or '', **(extra or {})}
+        if model is not None:
+            pretrained = _pretrained_file(model)
+            metadata.update(base_sha256=file_sha256(pretrained),
+                            base_file=osp.basename(pretrained))
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    metadata = {FORMAT_KEY: kind, 'config': config_text or '', **(extra or {})}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

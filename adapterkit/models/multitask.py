@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from ..adapters.base import AdapterStrategy, accepted_options, build_strategy  # noqa: F401
+from ..adapters.base import AdapterStrategy, build_strategy
 from ..errors import ConfigError, UnknownNameError
 from ..layers.projected_map import materialize
 from ..registry import MODELS
+from .checkpoint import check_on_load
 from ..tasks.base import build_tasks
 
 ConfigType = Union[dict, None]
@@ -94,8 +95,9 @@ class MultiTaskModel(BaseModel):
             for module in (self.backbone, *self.heads.values()):
                 module.compile(**options)
         # A strategy may read checkpoints of its method's own layout (converted on the way
-        # in: AdapterStrategy.convert_state_dict).
+        # in: AdapterStrategy.convert_state_dict); then every load is strict (checkpoint.py).
         self.register_load_state_dict_pre_hook(_convert_on_load)
+        self.register_load_state_dict_pre_hook(check_on_load)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[dict] = None,
@@ -151,6 +153,15 @@ class MultiTaskModel(BaseModel):
                               f'dataset load it (dataset tasks must include every model task)?',
                               task=missing[0])
         return gt
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """torch's, under adapterkit's check of what is loaded (``checkpoint.check_on_load``),
+        which a direct call with ``strict=False`` on a state of the program's own skips."""
+        self.lenient_load = not strict
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        finally:
+            self.lenient_load = False
 
     # ----------------------------------------------------------- adapters
     def merge_adapters(self, task: Optional[str] = None) -> None:

@@ -1,4 +1,4 @@
-# The quickstart comparison (`make demo`): pretraining, single-task references and seven
+# The quickstart comparison (`make demo`): pretraining, single-task references and ten
 # methods under one identical pipeline on the embedded synthetic data, on 2 CPU cores in
 # a few minutes. The numbers show the machinery working, not any method's merit.
 #
@@ -17,6 +17,9 @@ members = dict(
     bitfit='../quickstart/bitfit_swin-mini_synthetic-128.py',
     lora='../quickstart/lora_swin-mini_synthetic-128.py',
     adapter='../quickstart/adapter-houlsby_swin-mini_synthetic-128.py',
+    compacter='../quickstart/compacter_swin-mini_synthetic-128.py',
+    vpt_deep='../quickstart/vpt-deep_swin-mini_synthetic-128.py',
+    pertask_lora='../quickstart/pertask-lora_swin-mini_synthetic-128.py',
     mtlora='../quickstart/mtlora_swin-mini_synthetic-128.py',
     mtlora_plus='../quickstart/mtlora-plus_swin-mini_synthetic-128.py',
 )

@@ -35,7 +35,7 @@ from tolerance import assert_identity
 from adapterkit import build_model
 from adapterkit.adapters import SWIN_BLOCK_LINEARS, NotMergeableError
 from adapterkit.engine.bench import random_targets
-from adapterkit.models.checkpoint import load_adapter, read_metadata, save_adapter
+from adapterkit.models.checkpoint import file_sha256, load_adapter, read_metadata, save_adapter
 from adapterkit.plugins import load_plugins
 from adapterkit.registry import ADAPTERS
 
@@ -186,7 +186,10 @@ def assert_file_restores(model, adapters, build, x, folder) -> None:
     buffers), and loaded into a fresh model of the same ``adapters`` gives its outputs."""
     path = str(folder / 'adapter.safetensors')
     save_adapter(model, path, config_text='# the config')
-    assert read_metadata(path) == {'adapterkit_format': 'adapter-only', 'config': '# the config'}
+    metadata = read_metadata(path)
+    assert metadata == {'adapterkit_format': 'adapter-only', 'config': '# the config',
+                        'base_file': metadata['base_file'],
+                        'base_sha256': file_sha256(model.backbone.pretrained)}
     trains = {n for n, p in model.named_parameters() if p.requires_grad}
     assert set(load_file(path)) == trains | {n for n, _ in model.heads.named_buffers('heads')}
     fresh = build(adapters, seed=1)  # other random heads and adapters until loaded

@@ -4,7 +4,7 @@ import re
 import sys
 import types
 
-import adapterkit  # noqa: F401  (installs the compat shims first)
+import adapterkit.registry  # noqa: F401  (installs the compat shims first)
 import pytest
 import torch
 from mmengine.registry import init_default_scope

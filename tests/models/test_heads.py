@@ -1,7 +1,7 @@
 import copy
 import warnings
 
-import adapterkit  # noqa: F401  (installs the compat shims first)
+import adapterkit.registry  # noqa: F401  (installs the compat shims first)
 import pytest
 import torch
 from tolerance import assert_identities, assert_identity

@@ -1,7 +1,7 @@
 import copy
 import re
 
-import adapterkit  # noqa: F401  (installs the compat shims first)
+import adapterkit.registry  # noqa: F401  (installs the compat shims first)
 import pytest
 import timm
 import torch

@@ -24,7 +24,6 @@ checkpoint (``{'state_dict': ..., 'meta': ...}``; the CLI checks the fit to CFG)
 model adapted by MTLoRA converts a reference state dict on load (``convert_loaded``, through
 the strategy contract's ``convert_state_dict``), so ``load_from`` takes either file.
 """
-import collections
 import os.path as osp
 import re
 from typing import Callable, Dict, Optional
@@ -34,6 +33,7 @@ import torch
 from ...compat import load_checkpoint_file
 from ...errors import CheckpointError, MissingFileError
 from ...fileio import atomic_write
+from ...layouts import fork_key, is_mtlora_reference
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -46,25 +46,11 @@ _RENAMES = [
      lambda m: f'heads.{m.group(1)}.last_layer.'),
 ]
 _KNOWN = re.compile(r'^(backbone\.|heads\.)')
-# parts that forks of the reference save and MTLoRA never does (TADFormer's)
-_FOREIGN = re.compile(r'(^|.*\.)(task_prompts|task_prompts_up|prompt_\w+|lora_filter)(\..*|$)')
 
 
 def is_reference_state_dict(state_dict: dict) -> bool:
-    """True for a state dict in the reference's layout (its decoders or per-task
-    downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``) without a part MTLoRA
-    never saves (``foreign_key``)."""
-    return foreign_key(state_dict) is None and any(isinstance(key, str) and (
-        key.startswith(('decoders.decoders.', 'downsampler.'))
-        or (key.startswith('backbone.') and key.endswith('.linear.weight')))
-        for key in state_dict)
-
-
-def foreign_key(state_dict: dict) -> Optional[str]:
-    """The first key of a part that forks of the reference code save and MTLoRA never
-    does (TADFormer's prompts, prompt norms, filters), or None."""
-    return next((key for key in state_dict
-                 if isinstance(key, str) and _FOREIGN.fullmatch(key)), None)
+    """True for a state dict in the reference's layout (``layouts.is_mtlora_reference``)."""
+    return is_mtlora_reference(state_dict)
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -78,7 +64,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
         new = key
         for pattern, replace in _RENAMES:
             new = pattern.sub(replace, new)
-        if not _KNOWN.match(new) or _FOREIGN.fullmatch(key):
+        if not _KNOWN.match(new) or fork_key({key: None}):
             unknown.append(key)
         converted[new] = value
     if unknown:
@@ -89,11 +75,10 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
 
 def read_reference_checkpoint(path: str) -> dict:
     """Load a reference checkpoint file without running any of its code: the yacs config
-    the reference pickles next to the weights reads as a plain OrderedDict."""
+    the reference pickles next to the weights reads as a plain OrderedDict (``compat``)."""
     if not osp.isfile(path):
         raise MissingFileError(f'checkpoint not found: {path}', file=path)
-    with torch.serialization.safe_globals([(collections.OrderedDict, 'yacs.config.CfgNode')]):
-        return load_checkpoint_file(path, map_location='cpu')
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], None]] = None,
@@ -106,7 +91,7 @@ def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], Non
     """
     checkpoint = read_reference_checkpoint(path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
-    foreign = foreign_key(state) if isinstance(state, dict) else None
+    foreign = fork_key(state) if isinstance(state, dict) else None
     if foreign is not None:
         raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint: it holds '
                               f'{foreign}, which MTLoRA never saves (a checkpoint of a fork '

@@ -4,6 +4,7 @@ Module and state-dict names equal timm's (``patch_embed.*``, ``layers.{i}.blocks
 ``layers.{i}.downsample.*``) so adapter target patterns and checkpoints line up. The
 classifier head and the final LayerNorm are dropped: the four taps never use them.
 """
+import inspect
 import os.path as osp
 from typing import List, Optional, Tuple
 
@@ -17,16 +18,18 @@ from torch.utils.checkpoint import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformer, checkpoint_filter_fn
 
 from adapterkit.compat import load_checkpoint_file
-from adapterkit.errors import ConfigError, MissingFileError, StrategyError, UnknownNameError
+from adapterkit.errors import (CheckpointError, ConfigError, MissingFileError, StrategyError,
+                               UnknownNameError)
+from adapterkit.layouts import MICROSOFT_MERGE_KEY, layout
 from adapterkit.models.checkpoint import check_keys
 from adapterkit.layers.projected_map import ProjectedMap
 from adapterkit.layers.recompute import recompute_in_backward
 from adapterkit.layers.streams import StreamPolicy, Streams, stack
 from adapterkit.registry import MODELS
 
-# A merge at the end of stage 0 exists only in Microsoft's layout (timm merges at the
-# start of the next stage); timm's checkpoint_filter_fn uses the same key to decide.
-_MICROSOFT_MERGE_KEY = 'layers.0.downsample.reduction.weight'
+# What `pretrained` takes, for the line that refuses anything else.
+_PRETRAINED = ("Swin weights in Microsoft's or timm's layout (.pth or .safetensors, bare or "
+               "under 'model'/'state_dict'), or an adapterkit checkpoint or merged export")
 
 
 def _unwrap(state_dict):
@@ -39,6 +42,19 @@ def _unwrap(state_dict):
     if any(k.startswith(prefix) for k in state_dict):
         state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     return state_dict
+
+
+def _not_swin_weights(raw) -> Optional[str]:
+    """Why a loaded checkpoint cannot give a backbone its pretrained weights, or None."""
+    found = layout(raw) if isinstance(raw, dict) else None
+    if found == 'mtlora-reference':
+        return ('an MTLoRA reference checkpoint (give it to load_from or `adapterkit test` '
+                'with an MTLoRA config)')
+    if found == 'adapterkit' and (raw.get('meta') or {}).get('adapterkit_format') == \
+            'adapter-only':
+        return 'an adapter-only file holds no backbone weights (give it to `adapterkit test`)'
+    return 'no known layout' if found is None else None
+
 
 
 def _gather(x: torch.Tensor) -> torch.Tensor:
@@ -114,8 +130,9 @@ class SwinBackbone(BaseModule):
         arch: any timm Swin V1 model name.
         img_size: input size the model is built for (windows and masks depend on it).
         drop_path_rate: stochastic depth rate.
-        pretrained: path to a local checkpoint (.pth/.pt/.bin/.safetensors) in Microsoft's
-            or timm's key layout; loaded by ``init_weights()``.
+        pretrained: path to a local checkpoint in Microsoft's or timm's key layout, a torch
+            or a safetensors file whatever its suffix (read by content); loaded by
+            ``init_weights()``.
         with_cp: activation checkpointing of every Swin block (see
             ``set_grad_checkpointing``).
         fused_attn: window attention through ``F.scaled_dot_product_attention`` (a fused
@@ -168,6 +185,14 @@ class SwinBackbone(BaseModule):
         # shared stream.
         self.streams = StreamPolicy()
         self.set_grad_checkpointing(with_cp)
+
+    @classmethod
+    def accepted_options(cls) -> List[str]:
+        """Its own options, then those of timm's ``SwinTransformer`` (``**timm_kwargs``)
+        but the classifier's, which a backbone leaves out (see registry.check_options)."""
+        own = list(inspect.signature(cls.__init__).parameters)[1:-1]
+        timm_options = list(inspect.signature(SwinTransformer.__init__).parameters)[1:]
+        return own + [o for o in timm_options if o not in own + ['num_classes', 'global_pool']]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every block's activations in the backward pass instead of keeping
@@ -319,18 +344,18 @@ class SwinBackbone(BaseModule):
         path = str(path)
         if not osp.isfile(path):
             raise MissingFileError(f'pretrained checkpoint not found: {path}', file=path)
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            raw = load_file(path, device='cpu')
-        else:
-            raw = load_checkpoint_file(path, map_location='cpu')
+        raw = load_checkpoint_file(path, map_location='cpu')  # by content, not suffix
+        refusal = _not_swin_weights(raw)
+        if refusal:
+            raise CheckpointError(f'{path}: not Swin weights: {refusal}; '
+                                  f'model.backbone.pretrained takes {_PRETRAINED}', file=path)
         flat = _unwrap(raw)
-        layout = 'Microsoft' if _MICROSOFT_MERGE_KEY in flat else 'timm'
         state_dict = self.convert_state_dict(flat)
 
         own = {k: v for k, v in self.state_dict().items() if k in self._pretrained_keys}
         check_keys(path, state_dict, own, f'SwinBackbone({self.arch!r})')
 
         self.load_state_dict(state_dict, strict=False)
+        name = 'Microsoft' if MICROSOFT_MERGE_KEY in flat else 'timm'
         MMLogger.get_current_instance().info(
-            f'SwinBackbone: loaded {len(state_dict)} tensors from {path} ({layout} layout)')
+            f'SwinBackbone: loaded {len(state_dict)} tensors from {path} ({name} layout)')

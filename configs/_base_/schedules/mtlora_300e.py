@@ -27,5 +27,7 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300, val_interval=20)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=2,
+default_hooks = dict(checkpoint=dict(interval=20, max_keep_ckpts=2,
                                      save_last=True, save_best='delta_m', rule='greater'))
+# TensorBoard where installed (pip install 'adapterkit[tensorboard]'): engine/visualization.py
+visualizer = dict(tensorboard='auto')

@@ -21,6 +21,6 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=2,
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(by_epoch=False)

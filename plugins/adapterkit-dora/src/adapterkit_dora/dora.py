@@ -137,5 +137,21 @@ class DoRA(AdapterStrategy):
     def adapted_layers(self, model: nn.Module) -> List[DoRALinear]:
         return [model.backbone.get_submodule(name) for name in self.layer_names]
 
+    def peft_form(self, model: nn.Module):
+        """Hugging Face peft's LoRA with ``use_dora``: the same W' = m V / ||V||, its
+        factors ``lora_A`` / ``lora_B`` and magnitude ``lora_magnitude_vector``."""
+        if self.trainable:
+            raise StrategyError('DoRA: peft has no equivalent of `trainable`; export as '
+                                'adapterkit files instead', strategy='DoRA', option='trainable')
+        config = dict(peft_type='LORA', r=self.rank, lora_alpha=self.scale * self.rank,
+                      lora_dropout=0.0, bias='none', use_rslora=False, use_dora=True,
+                      fan_in_fan_out=False, modules_to_save=None, rank_pattern={},
+                      alpha_pattern={}, target_modules='|'.join(f'(?:{t})' for t in self.targets))
+        peft_names = dict(dora_A='lora_A.weight', dora_B='lora_B.weight',
+                          dora_magnitude='lora_magnitude_vector')
+        names = {f'{name}.{ours}': f'{name}.{theirs}'
+                 for name in self.layer_names for ours, theirs in peft_names.items()}
+        return config, names
+
     def __repr__(self) -> str:
         return f'DoRA(targets={self.targets}, rank={self.rank}, scale={self.scale:g})'
