@@ -1,16 +1,20 @@
-"""Training step time of the methods of issue 20, each next to MTLoRA r64, measured side by side.
+"""Training-step time of any configs next to a baseline's, measured side by side.
 
-    python benchmarks/step_time.py [--threads 2] [--iters 5] [--img 448] [--batch 2]
-        [--configs CONFIG ...] [--out FILE]
+    python benchmarks/step_time.py [CONFIG ...] [--baseline CONFIG] [--threads 2]
+        [--iters 5] [--img 448] [--batch 2] [--out FILE]
 
-Swin-T, the four PASCAL tasks, random weights and data. One training step (forward, the
-task losses, backward, AdamW) of each config's model; by default MTLoRA r64
-(``configs/mtlora/mtlora_swin-t_r64_pascal-448.py``, the reference point) and TADFormer r64
-with its static and its dynamic filter (the plugin plugins/adapterkit-tadformer, which must
-be installed). More configs (``PROVIDER::path`` or a path in the checkout) join with
-``--configs``. Every model lives in one process and their steps alternate (one warm-up
-each), so all see the same machine load; medians of ``iters``, and each one's ratio to
-MTLoRA r64's. Prints the figures as JSON; ``--out`` writes them.
+Each CONFIG is a config path (relative to the repository, or absolute) or a plugin's
+``PROVIDER::relative/path.py``; default: HyperFormer, Polyhistor and Polyhistor-Lite at
+Swin-T 448 on PASCAL (issue 20), and TADFormer r=64 with its static and its dynamic filter
+where its plugin (plugins/adapterkit-tadformer) is installed. The baseline, default MTLoRA r=64
+(``configs/mtlora/mtlora_swin-t_r64_pascal-448.py``), runs in the same process. Every model is
+built from its config with random weights (no pretrained file), the four PASCAL tasks, at
+``--img`` px; one training step is the forward, the task losses, backward and an AdamW step
+on the same random batch and targets. The steps run in turn (one warm-up each), so all see
+the same machine load; the figures are medians of ``iters``, and each config's ratio to the
+baseline is printed (a ratio, not a time, is what carries over between machines).
+
+Prints the figures as JSON; ``--out`` writes them.
 """
 import argparse
 import json
@@ -22,14 +26,20 @@ import time
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MTLORA = 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py'
-DEFAULT = ['tadformer::tadformer-static_swin-t_r64_pascal-448.py',
+BASELINE = 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py'
+CONFIGS = ['configs/hyperformer/hyperformer_swin-t_pascal-448.py',
+           'configs/polyhistor/polyhistor_swin-t_r8_pascal-448.py',
+           'configs/polyhistor/polyhistor-lite_swin-t_r8_pascal-448.py',
+           'tadformer::tadformer-static_swin-t_r64_pascal-448.py',
            'tadformer::tadformer-dynamic_swin-t_r64_pascal-448.py']
 
 
 def model_of(config, img):
+    """The model of ``config`` (a path or ``PROVIDER::path``) at ``img`` px, random weights."""
     from adapterkit.config import build_model, load_config
-    cfg = load_config(config if '::' in config else osp.join(REPO, config))
+    if '::' not in config and not osp.isabs(config):
+        config = osp.join(REPO, config)
+    cfg = load_config(config)
     cfg.model.backbone.pretrained = None
     cfg.model.backbone.img_size = img
     return build_model(cfg).train()
@@ -66,32 +76,39 @@ def alternate(steps, iters):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--threads', type=int, default=2, help='torch threads (default: 2)')
-    parser.add_argument('--iters', type=int, default=5, help='timed steps (default: 5)')
-    parser.add_argument('--img', type=int, default=448, help='image size (default: 448)')
-    parser.add_argument('--batch', type=int, default=2, help='images per step (default: 2)')
-    parser.add_argument('--configs', nargs='+', default=DEFAULT,
-                        help='configs timed next to MTLoRA r64 (default: TADFormer r64, '
-                             'static and dynamic filter)')
+    parser.add_argument('configs', nargs='*', default=CONFIGS,
+                        help='configs to time (paths or PROVIDER::path)')
+    parser.add_argument('--baseline', default=BASELINE)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--img', type=int, default=448)
+    parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--out', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
     sys.path.insert(0, REPO)
     import adapterkit  # noqa: F401
     from adapterkit.engine.cpu_malloc import configure_cpu_malloc
+    from adapterkit.plugins import load_plugins
+    providers = load_plugins().config_providers()  # PROVIDER::path configs, strategies
+    if args.configs is CONFIGS:  # a default plugin config only where its plugin is installed
+        args.configs = [c for c in CONFIGS if '::' not in c or c.split('::')[0] in providers]
     torch.set_num_threads(args.threads)
     configure_cpu_malloc()
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, args.img, args.img)
-    steps = {config: step_of(model_of(config, args.img), images, args.img)
-             for config in [MTLORA, *args.configs]}
+
+    names = [args.baseline] + [c for c in args.configs if c != args.baseline]
+    steps = {name: step_of(model_of(name, args.img), images, args.img) for name in names}
     medians, times = alternate(steps, args.iters)
-    result = dict(seconds={k: round(v, 3) for k, v in medians.items()},
-                  ratio_to_mtlora_r64={k: round(v / medians[MTLORA], 3)
-                                       for k, v in medians.items()},
-                  all_seconds={k: [round(t, 3) for t in v] for k, v in times.items()},
-                  threads=args.threads, img=args.img, batch=args.batch, iters=args.iters)
-    print(json.dumps(result, indent=2), flush=True)
+    base = medians[args.baseline]
+    result = dict(
+        baseline=args.baseline,
+        seconds={name: round(m, 3) for name, m in medians.items()},
+        ratio_to_baseline={name: round(m / base, 3) for name, m in medians.items()},
+        all_seconds={name: [round(t, 3) for t in ts] for name, ts in times.items()},
+        threads=args.threads, img=args.img, batch=args.batch, iters=args.iters)
+    print(json.dumps(result, indent=1), flush=True)
     if args.out:
         from adapterkit.fileio import write_json
         write_json(args.out, result)

@@ -74,6 +74,10 @@ CASES: Dict[str, Case] = {
     'PerTask': Case(dict(strategy=dict(type='LoRA', rank=2, dropout=0.1,
                                        trainable=['relative_position_bias']))),
     'VPT': Case(dict(num_tokens=3, deep=True, dropout=0.1)),
+    # hypernetwork-generated adapters, every task its own stream
+    'HyperFormer': Case(dict(task_dim=8, hidden_dim=16)),
+    'Polyhistor': Case(dict(task_dim=8, hidden_dim=16, rank=2)),
+    'PolyhistorLite': Case(dict(task_dim=8, hidden_dim=16, rank=2)),
     # the plugin of plugins/adapterkit-tadformer (task prompts, streams born in last blocks)
     'TADFormer': Case(dict(rank=2, dropout=0.1, filter='dynamic')),
 }
