@@ -7,12 +7,14 @@ DATA   ?= data/synthetic
 
 .PHONY: install demo test clean
 
-$(STAMP): pyproject.toml plugins/adapterkit-dora/pyproject.toml
+$(STAMP): pyproject.toml plugins/adapterkit-dora/pyproject.toml \
+          plugins/adapterkit-tadformer/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	# the example third-party plugin: `make test` runs its tests with adapterkit's
+	# the third-party plugins shipped here: `make test` runs their tests with adapterkit's
 	$(BIN)/python -m pip install --quiet -e plugins/adapterkit-dora
+	$(BIN)/python -m pip install --quiet -e plugins/adapterkit-tadformer
 	touch $(STAMP)
 
 install: $(STAMP)

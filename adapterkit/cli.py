@@ -1,5 +1,5 @@
 """The ``adapterkit`` command: train, test, synth, params, export, inspect, bench,
-bench-data, convert-mtlora, compare, demo, plugins.
+bench-data, convert, convert-mtlora, compare, demo, plugins.
 
 Building the parser imports nothing heavy (no torch, mmengine or timm), so that ``--help``
 answers at once; each command imports what it needs when it runs.
@@ -262,6 +262,26 @@ def cmd_bench_data(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    import torch
+
+    from .adapters.mtlora.convert import read_reference_checkpoint
+    from .config import build_model
+    from .fileio import atomic_write
+    from .models.checkpoint import convert_foreign
+    model = build_model(args.config)
+    # MTLoRA's reference code and its forks (TADFormer) pickle a yacs config beside the
+    # weights: read without running any of its code
+    state = convert_foreign(model, read_reference_checkpoint(args.checkpoint), args.checkpoint)
+    meta = dict(converted_from=osp.abspath(args.checkpoint), config=args.config,
+                strategies=[type(s).__name__ for s in model.adapters])
+    # a failed write never leaves a half file under `out`
+    atomic_write(args.out, lambda tmp: torch.save(dict(state_dict=state, meta=meta), tmp))
+    print(f"wrote {len(state)} tensors of {args.checkpoint} in the layout of {args.config} "
+          f'to {args.out}')
+    return 0
+
+
 def cmd_convert_mtlora(args) -> int:
     from .adapters.mtlora import convert_checkpoint
     check, meta = None, {}
@@ -492,6 +512,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--batch', type=int, help="batch size (default: the config's, at most N)")
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=cmd_bench_data)
+
+    p = sub.add_parser('convert', help="turn a checkpoint of a method's reference code into "
+                       "an adapterkit checkpoint, through the config's strategies (MTLoRA's, "
+                       "a plugin's)")
+    p.add_argument('config', help='the config whose model the checkpoint is for')
+    p.add_argument('checkpoint', help='the reference checkpoint (.pth)')
+    p.add_argument('out', help='the adapterkit checkpoint to write (.pth, for load_from)')
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser('convert-mtlora', help='turn a checkpoint of the MTLoRA reference code '
                        '(scale-lab/MTLoRA) into an adapterkit checkpoint')

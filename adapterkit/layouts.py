@@ -20,7 +20,9 @@ Layouts (what the keys say), the ones adapterkit reads:
 ``mtlora-reference``
     a checkpoint of the MTLoRA reference code (scale-lab/MTLoRA): its ``model`` holds
     per-task ``decoders.decoders.*`` / ``downsampler.*`` or MTLoRA layers wrapping
-    ``.linear.weight``, next to a pickled yacs config.
+    ``.linear.weight``, next to a pickled yacs config. Forks of that code save the same
+    keys plus parts of their own (TADFormer's task prompts, prompt norms and filters,
+    ``fork_key``): those are not MTLoRA's, and their strategies convert them.
 ``adapterkit``
     a runner checkpoint (``state_dict`` + ``meta``) or an export of adapterkit
     (``adapterkit_format`` in the safetensors metadata: adapter-only or merged).
@@ -29,10 +31,13 @@ This module imports nothing of adapterkit but the errors, so every room may ask 
 """
 import os
 import os.path as osp
+import re
 from typing import Optional
 
 MICROSOFT_MERGE_KEY = 'layers.0.downsample.reduction.weight'
 PEFT_CONFIG = 'adapter_config.json'
+# parts that forks of the MTLoRA reference code save and MTLoRA never does (TADFormer's)
+_FORK_PART = re.compile(r'(^|.*\.)(task_prompts|task_prompts_up|prompt_\w+|lora_filter)(\..*|$)')
 
 #: What a checkpoint argument may be, for the line that refuses anything else.
 ACCEPTED = ("Swin weights in Microsoft's or timm's layout, an MTLoRA reference checkpoint, an "
@@ -56,10 +61,18 @@ def file_format(path: str) -> Optional[str]:
     return None
 
 
+def fork_key(state: dict) -> Optional[str]:
+    """The first key of a part that forks of the MTLoRA reference code save and MTLoRA
+    never does (TADFormer's prompts, prompt norms, filters), or None."""
+    return next((key for key in state if isinstance(key, str) and _FORK_PART.fullmatch(key)),
+                None)
+
+
 def is_mtlora_reference(state: dict) -> bool:
     """True for a state dict in the MTLoRA reference code's layout (its decoders or
-    per-task downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``)."""
-    return any(isinstance(key, str) and (
+    per-task downsamplers, or an MTLoRA layer's wrapped ``.linear.weight``) without a part
+    of a fork (``fork_key``)."""
+    return fork_key(state) is None and any(isinstance(key, str) and (
         key.startswith(('decoders.decoders.', 'downsampler.'))
         or (key.startswith('backbone.') and key.endswith('.linear.weight')))
         for key in state)

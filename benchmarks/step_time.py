@@ -5,7 +5,8 @@
 
 Each CONFIG is a config path (relative to the repository, or absolute) or a plugin's
 ``PROVIDER::relative/path.py``; default: HyperFormer, Polyhistor and Polyhistor-Lite at
-Swin-T 448 on PASCAL (issue 20). The baseline, default MTLoRA r=64
+Swin-T 448 on PASCAL (issue 20), and TADFormer r=64 with its static and its dynamic filter
+where its plugin (plugins/adapterkit-tadformer) is installed. The baseline, default MTLoRA r=64
 (``configs/mtlora/mtlora_swin-t_r64_pascal-448.py``), runs in the same process. Every model is
 built from its config with random weights (no pretrained file), the four PASCAL tasks, at
 ``--img`` px; one training step is the forward, the task losses, backward and an AdamW step
@@ -28,7 +29,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINE = 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py'
 CONFIGS = ['configs/hyperformer/hyperformer_swin-t_pascal-448.py',
            'configs/polyhistor/polyhistor_swin-t_r8_pascal-448.py',
-           'configs/polyhistor/polyhistor-lite_swin-t_r8_pascal-448.py']
+           'configs/polyhistor/polyhistor-lite_swin-t_r8_pascal-448.py',
+           'tadformer::tadformer-static_swin-t_r64_pascal-448.py',
+           'tadformer::tadformer-dynamic_swin-t_r64_pascal-448.py']
 
 
 def model_of(config, img):
@@ -87,7 +90,9 @@ def main(argv=None) -> int:
     import adapterkit  # noqa: F401
     from adapterkit.engine.cpu_malloc import configure_cpu_malloc
     from adapterkit.plugins import load_plugins
-    load_plugins()  # plugin configs (PROVIDER::path) and their strategies
+    providers = load_plugins().config_providers()  # PROVIDER::path configs, strategies
+    if args.configs is CONFIGS:  # a default plugin config only where its plugin is installed
+        args.configs = [c for c in CONFIGS if '::' not in c or c.split('::')[0] in providers]
     torch.set_num_threads(args.threads)
     configure_cpu_malloc()
     torch.manual_seed(0)

@@ -56,6 +56,7 @@ def test_the_walk_sees_adapterkit_and_plugin_configs():
     assert 'adapterkit::lora/lora_swin-t_r4_pascal-448.py' in CONFIGS
     assert 'adapterkit::compare/quickstart.py' in CONFIGS
     assert 'dora::quickstart/dora_swin-mini_r4_synthetic-128.py' in CONFIGS
+    assert 'tadformer::tadformer-dynamic_swin-t_r64_pascal-448.py' in CONFIGS
 
 
 @pytest.mark.parametrize('config', CONFIGS)

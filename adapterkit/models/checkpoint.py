@@ -35,6 +35,10 @@ Loading is strict everywhere (``check_on_load``, a ``load_state_dict`` pre-hook 
 model, so mmengine's ``load_from`` too): a state must be the whole model, its adapter-only
 part or a merged export of it, or the load stops with one line naming the keys that do not
 fit. Files are read by content (``compat.load_checkpoint_file``), whatever their suffix.
+
+Checkpoints of a method's reference code (``convert_foreign``) are converted by the model's
+own strategies (``AdapterStrategy.convert_state_dict``: MTLoRA's, a plugin's), for
+``adapterkit convert``.
 """
 import collections
 import hashlib
@@ -278,6 +282,23 @@ def _pretrained_file(model: nn.Module) -> str:
                           'model.backbone.pretrained is not set in the config',
                           key='model.backbone.pretrained')
     return pretrained
+
+
+def convert_foreign(model: nn.Module, checkpoint: dict, path: str) -> Dict[str, torch.Tensor]:
+    """A checkpoint of a method's reference code (its state dict, or the whole file) in the
+    model's keys: every strategy of the model converts in turn what the one before left, as
+    on load (``AdapterStrategy.convert_state_dict``). One error line when no strategy
+    recognises it or the result does not fit the model exactly."""
+    state = checkpoint
+    for strategy in model.adapters:
+        converted = strategy.convert_state_dict(state)
+        state = state if converted is None else converted
+    if state is checkpoint:
+        names = ', '.join(type(s).__name__ for s in model.adapters)
+        raise CheckpointError(f'{path}: no strategy of the model ({names}) recognises its '
+                              'layout as its reference code\'s', file=path)
+    check_keys(path, state, model.state_dict())
+    return state
 
 
 def check_keys(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor],

@@ -78,6 +78,8 @@ CASES: Dict[str, Case] = {
     'HyperFormer': Case(dict(task_dim=8, hidden_dim=16)),
     'Polyhistor': Case(dict(task_dim=8, hidden_dim=16, rank=2)),
     'PolyhistorLite': Case(dict(task_dim=8, hidden_dim=16, rank=2)),
+    # the plugin of plugins/adapterkit-tadformer (task prompts, streams born in last blocks)
+    'TADFormer': Case(dict(rank=2, dropout=0.1, filter='dynamic')),
 }
 
 load_plugins()  # their strategies join the walk

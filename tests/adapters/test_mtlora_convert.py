@@ -12,6 +12,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 from adapterkit.adapters.mtlora.convert import convert_checkpoint, read_reference_checkpoint
 from adapterkit.cli import main
+from adapterkit.errors import CheckpointError
 from adapterkit.registry import MODELS
 
 TASKS = ['semseg', 'sal']
@@ -139,3 +140,47 @@ def test_an_unknown_key_is_named(tmp_path, source):
     torch.save(dict(model=state), path)
     with pytest.raises(ValueError, match=r'1 keys of no known kind: mystery\.weight'):
         convert_checkpoint(path, str(tmp_path / 'out.pth'))
+
+
+def test_a_checkpoint_of_a_fork_with_task_prompts_is_not_taken_for_mtlora(tmp_path, source):
+    # TADFormer saves the reference layout plus prompts and filters: MTLoRA must not
+    # half-convert it on load, nor write it out
+    state = to_reference_layout(source)
+    state['backbone.task_prompts'] = torch.zeros(2, 16)
+    state['backbone.layers.0.blocks.1.mlp.fc1.lora_filter.sal.conv2d.weight'] = torch.zeros(4)
+    model = build(seed=2)
+    assert model.adapters[0].convert_state_dict(state) is None
+    with pytest.raises(CheckpointError, match=r'does not fit .* unexpected keys: .*\.linear\.'):
+        model.load_state_dict(state)  # left unconverted, so refused
+    path = str(tmp_path / 'fork.pth')
+    torch.save(dict(model=state), path)
+    with pytest.raises(ValueError, match=r'it holds backbone\.task_prompts, which MTLoRA '
+                                         r'never saves'):
+        convert_checkpoint(path, str(tmp_path / 'out.pth'))
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_the_generic_convert_command_converts_through_the_configs_strategy(reference_file,
+                                                                           source, tmp_path,
+                                                                           capsys):
+    config = tmp_path / 'mini.py'
+    config.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n')
+    out = tmp_path / 'converted.pth'
+    assert main(['convert', str(config), reference_file, str(out)]) == 0
+    assert f'in the layout of {config} to {out}' in capsys.readouterr().out
+    converted = torch.load(out, weights_only=False)
+    assert converted['meta']['strategies'] == ['MTLoRA']
+    model = build(seed=5)
+    model.load_state_dict(converted['state_dict'])
+    assert_same_state(model, source)
+
+    # a config whose strategies do not know the layout: one line, nothing written
+    other = tmp_path / 'lora.py'
+    other.write_text(f'default_scope = "adapterkit"\nmodel = {MODEL!r}\n'
+                     'model["adapter"] = dict(type="LoRA", rank=2)\n')
+    refused = tmp_path / 'refused.pth'
+    assert main(['convert', str(other), reference_file, str(refused)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f'adapterkit convert: error: {reference_file}: no strategy of the model '
+                    "(LoRA) recognises its layout as its reference code's")
+    assert not refused.exists()

@@ -15,6 +15,10 @@ layers keep timm's names and the reference's LoRA names:
 Dropped: the ``attn_mask`` and ``relative_position_index`` buffers (recomputed) and the
 backbone's unused classifier ``backbone.head.*``. Any other key is an error naming it.
 
+Forks of the reference code save the same layout with parts of their own (TADFormer's task
+prompts, prompt norms and filters, converted by its plugin): a state dict holding such a
+part is not MTLoRA's, so it is neither detected nor converted here.
+
 Two ways in: ``adapterkit convert-mtlora CKPT OUT [--config CFG]`` writes an mmengine-style
 checkpoint (``{'state_dict': ..., 'meta': ...}``; the CLI checks the fit to CFG), and a
 model adapted by MTLoRA converts a reference state dict on load (``convert_loaded``, through
@@ -29,7 +33,7 @@ import torch
 from ...compat import load_checkpoint_file
 from ...errors import CheckpointError, MissingFileError
 from ...fileio import atomic_write
-from ...layouts import is_mtlora_reference
+from ...layouts import fork_key, is_mtlora_reference
 
 _DROPPED = re.compile(r'.*\.(attn_mask|relative_position_index)$|backbone\.head\..*')
 _RENAMES = [
@@ -60,7 +64,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
         new = key
         for pattern, replace in _RENAMES:
             new = pattern.sub(replace, new)
-        if not _KNOWN.match(new):
+        if not _KNOWN.match(new) or fork_key({key: None}):
             unknown.append(key)
         converted[new] = value
     if unknown:
@@ -87,6 +91,11 @@ def convert_checkpoint(path: str, out: str, check: Optional[Callable[[dict], Non
     """
     checkpoint = read_reference_checkpoint(path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
+    foreign = fork_key(state) if isinstance(state, dict) else None
+    if foreign is not None:
+        raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint: it holds '
+                              f'{foreign}, which MTLoRA never saves (a checkpoint of a fork '
+                              'such as TADFormer: convert it with its plugin)', file=path)
     if not isinstance(state, dict) or not is_reference_state_dict(state):
         raise CheckpointError(f'{path}: not an MTLoRA reference checkpoint (no '
                               'decoders.decoders.*, downsampler.* or backbone *.linear.weight '
