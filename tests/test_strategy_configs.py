@@ -11,6 +11,7 @@ import os.path as osp
 import pytest
 
 from adapterkit import load_config
+from adapterkit.cli import main
 from adapterkit.plugins import load_plugins
 from adapterkit.registry import ADAPTERS
 
@@ -35,21 +36,22 @@ CONFIGS = quickstart_configs()
 
 
 @pytest.mark.parametrize('strategy', sorted(ADAPTERS.module_dict))
-def test_quickstart_strategy_trains_and_evaluates(cli, data_options, val_scalars, synth_root,
-                                                  tmp_path, strategy):
+def test_quickstart_strategy_trains_and_evaluates(data_options, val_scalars, synth_root,
+                                                  tmp_path, capsys, strategy):
+    # the command's own entry point, in this process: a fresh process per strategy would
+    # add only its start-up (tests/test_cli_pipeline.py runs the command as a user does)
     config = CONFIGS.get(strategy)
     assert config, f'{strategy} ships no quickstart config (docs/adding_a_method.md)'
     work_dir = str(tmp_path / 'run')
-    cli('train', config, '--work-dir', work_dir, *data_options(synth_root, 2))
+    assert main(['train', config, '--work-dir', work_dir, *data_options(synth_root, 2)]) == 0
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     logged = val_scalars(work_dir)
     assert {'semseg/mIoU', 'human_parts/mIoU', 'sal/maxF', 'normals/mean'} <= set(logged)
 
     if not ADAPTERS.get(strategy).mergeable:  # refused in one line, nothing written
         out = str(tmp_path / 'merged.safetensors')
-        proc = cli('export', config, osp.join(work_dir, 'iter_2.pth'), out, '--merge',
-                   check=False)
-        assert proc.returncode == 2
-        assert proc.stderr.strip().splitlines()[-1].startswith(
+        capsys.readouterr()
+        assert main(['export', config, osp.join(work_dir, 'iter_2.pth'), out, '--merge']) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
             f'adapterkit export: error: {strategy} cannot be merged into the backbone weights')
         assert not osp.exists(out)
