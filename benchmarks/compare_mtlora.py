@@ -24,12 +24,11 @@ import contextlib
 import json
 import os
 import os.path as osp
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from steps import alternate
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
@@ -74,19 +73,6 @@ def step_of(model, forward, mode, tasks, images, targets, amp=False):
     return step
 
 
-def alternate(steps, iters):
-    """Median seconds per step of each of ``steps``, run in turn after one warm-up each."""
-    times = {name: [] for name in steps}
-    for name, step in steps.items():
-        step()
-    for _ in range(iters):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(t), 4) for name, t in times.items()}
-
-
 def peak_memory(command, threads, cpu_malloc):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), ADAPTERKIT_CPU_MALLOC=cpu_malloc)
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -127,15 +113,15 @@ def main(argv=None) -> int:
 
     seconds = {}
     steps, ours, reference, tasks, targets = train_steps(FOUR)
-    seconds.update({f'{k}_train_4_tasks': v for k, v in alternate(steps, args.iters).items()})
+    seconds.update({f'{k}_train_4_tasks': v for k, v in alternate(steps, args.iters)[0].items()})
     unmerged = step_of(ours, lambda x: ours(x, mode='tensor'), 'infer', tasks, images, targets,
                        args.amp)
     times = alternate({'adapterkit': unmerged,
                        'reference': step_of(reference, reference, 'infer', tasks, images,
-                                            targets, args.amp)}, args.iters)
+                                            targets, args.amp)}, args.iters)[0]
     seconds.update({f'{k}_infer': v for k, v in times.items()})
     ours.merge_adapters()
-    seconds['adapterkit_infer_merged'] = alternate({'merged': unmerged}, args.iters)['merged']
+    seconds['adapterkit_infer_merged'] = alternate({'merged': unmerged}, args.iters)[0]['merged']
     print(json.dumps(seconds), flush=True)
     del steps, ours, reference, unmerged
     # what more tasks add is a difference of two step times: all four steps alternate, so
@@ -144,7 +130,7 @@ def main(argv=None) -> int:
     for label, names in (('1_task', FOUR[:1]), ('5_tasks', FOUR + ['edge'])):
         steps.update({f'{impl}_train_{label}': step
                       for impl, step in train_steps(names)[0].items()})
-    seconds.update(alternate(steps, args.iters))
+    seconds.update(alternate(steps, args.iters)[0])
     print(json.dumps(seconds), flush=True)
     del steps
 

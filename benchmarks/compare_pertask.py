@@ -18,55 +18,14 @@ most time in each, to say where the time goes. Prints the figures and the ratio 
 """
 import argparse
 import json
-import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
+from steps import REPO, alternate, model_of, train_step
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PER_TASK = 'configs/pertask/pertask-lora_swin-t_r4_pascal-448.py'
 SINGLE = 'configs/lora/lora_swin-t_r4_pascal-448.py'
 FOUR = ['semseg', 'human_parts', 'sal', 'normals']
-
-
-def model_of(config, tasks, img):
-    from adapterkit.config import build_model, load_config
-    cfg = load_config(osp.join(REPO, config))
-    cfg.model.backbone.pretrained = None
-    cfg.model.backbone.img_size = img
-    cfg.model.tasks = {task: cfg.model.tasks[task] for task in tasks}
-    return build_model(cfg).train()
-
-
-def step_of(model, images, img):
-    """One training step of ``model`` on ``images`` with random targets."""
-    from adapterkit.engine.bench import random_targets
-    targets = random_targets(model.tasks, len(images), img, 'cpu')
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        logits = model(images, mode='tensor')
-        loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
-                   for name, task in model.tasks.items())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return step
-
-
-def alternate(steps, iters):
-    """Median seconds per step of each of ``steps``, run in turn after one warm-up each."""
-    times = {name: [] for name in steps}
-    for step in steps.values():
-        step()
-    for _ in range(iters):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(t), 3) for name, t in times.items()}, times
 
 
 def profile(step, rows=15):
@@ -94,8 +53,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, args.img, args.img)
 
-    per_task = step_of(model_of(PER_TASK, FOUR, args.img), images, args.img)
-    singles = [step_of(model_of(SINGLE, [task], args.img), images, args.img) for task in FOUR]
+    per_task = train_step(model_of(PER_TASK, args.img, FOUR), images, args.img)
+    singles = [train_step(model_of(SINGLE, args.img, [task]), images, args.img) for task in FOUR]
 
     def four_single_task_steps():
         for step in singles:

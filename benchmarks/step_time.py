@@ -18,60 +18,17 @@ Prints the figures as JSON; ``--out`` writes them.
 """
 import argparse
 import json
-import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
+from steps import REPO, alternate, model_of, train_step
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINE = 'configs/mtlora/mtlora_swin-t_r64_pascal-448.py'
 CONFIGS = ['configs/hyperformer/hyperformer_swin-t_pascal-448.py',
            'configs/polyhistor/polyhistor_swin-t_r8_pascal-448.py',
            'configs/polyhistor/polyhistor-lite_swin-t_r8_pascal-448.py',
            'tadformer::tadformer-static_swin-t_r64_pascal-448.py',
            'tadformer::tadformer-dynamic_swin-t_r64_pascal-448.py']
-
-
-def model_of(config, img):
-    """The model of ``config`` (a path or ``PROVIDER::path``) at ``img`` px, random weights."""
-    from adapterkit.config import build_model, load_config
-    if '::' not in config and not osp.isabs(config):
-        config = osp.join(REPO, config)
-    cfg = load_config(config)
-    cfg.model.backbone.pretrained = None
-    cfg.model.backbone.img_size = img
-    return build_model(cfg).train()
-
-
-def step_of(model, images, img):
-    """One training step of ``model`` on ``images`` with random targets."""
-    from adapterkit.engine.bench import random_targets
-    targets = random_targets(model.tasks, len(images), img, 'cpu')
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        logits = model(images, mode='tensor')
-        loss = sum(task.loss_weight * task.loss(logits[name], targets[name])
-                   for name, task in model.tasks.items())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return step
-
-
-def alternate(steps, iters):
-    """Median seconds per step of each of ``steps``, run in turn after one warm-up each."""
-    times = {name: [] for name in steps}
-    for step in steps.values():
-        step()
-    for _ in range(iters):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}, times
 
 
 def main(argv=None) -> int:
@@ -99,7 +56,7 @@ def main(argv=None) -> int:
     images = torch.randn(args.batch, 3, args.img, args.img)
 
     names = [args.baseline] + [c for c in args.configs if c != args.baseline]
-    steps = {name: step_of(model_of(name, args.img), images, args.img) for name in names}
+    steps = {name: train_step(model_of(name, args.img), images, args.img) for name in names}
     medians, times = alternate(steps, args.iters)
     base = medians[args.baseline]
     result = dict(

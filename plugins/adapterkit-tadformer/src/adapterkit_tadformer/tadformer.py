@@ -25,7 +25,6 @@ LayerNorm, the patch embedding and the relative-position tables; the merges' red
 the blocks' frozen linears stay frozen. Training-time details and every difference from the
 paper are in the plugin's README.
 """
-import math
 from typing import List, Optional
 
 import torch
