@@ -98,9 +98,8 @@ def test_in_float32_each_task_is_its_single_task_model_to_float32_rounding():
     pairs = each_task_and_its_single_task_model(per_task, LORA)
     with torch.no_grad():
         exact = copy.deepcopy(per_task).double()(IMAGES.double())
-    # n = 2^13 > the ~7,600 terms summed along a path from the image to the logits: per
-    # block 11C + 48 (two LayerNorms' means and variances, qkv, q.k, softmax, a @ v, proj,
-    # the MLP's C and 4C), per merge 12C, the head's 480, for widths C of 16 to 128
+    # n = 2^13 > the ~7,700 terms summed along a path from the image to the logits: per
+    # block 11C + 48, per merge 12C, the head's 480, widths C of 16-128 (docs/testing.md)
     allowed = gamma(2 ** 13, torch.float32)
     for task, (got, alone) in pairs.items():
         want = exact[task]
@@ -233,7 +232,7 @@ def test_a_merged_task_loads_strictly_into_timm_at_448_and_computes_its_stream()
         got = swin.eval().forward_features(images).permute(0, 3, 1, 2)
     # float32 (float64 doubles the time): each side within gamma(n) max|stream| of the
     # exact stream, n = 2^16 > the ~58,000 terms summed along a path through Swin-T's
-    # 12 blocks (11C + 130 each: see above), its merges (12C) and the patch embedding
+    # 12 blocks (11C + 130 each), its merges (12C) and the patch embedding (docs/testing.md)
     allowed = 2 * gamma(2 ** 16, torch.float32) * want.abs().max()
     assert_within(got, want, allowed, 'sal stream')
 

@@ -147,8 +147,8 @@ def test_forward_equals_the_formula_written_out(tiny_model, case, image):
         # the adapters really move every tap (by more than 10% of its scale) ...
         assert (w - u).abs().max() > 0.1 * scale, tap
         # ... and fp32 lies within float32 rounding of the float64 formula: gamma(n) max|tap|,
-        # n = 2^13 > the ~4,900 terms summed along a path: per block 11C + 48 (see
-        # test_pertask.py) and its adapters' 2C, per merge 12C, for widths C of 16 to 128
+        # n = 2^13 > the ~5,300 terms summed along a path: per block 11C + 48 and its
+        # two adapters' 4C, per merge 12C, widths C of 16-128 (docs/testing.md)
         assert_within(g, w, gamma(2 ** 13, torch.float32) * scale, f'tap {tap}')
 
 

@@ -109,7 +109,7 @@ def test_every_tap_is_the_formula_written_window_by_window(deep):
     with torch.no_grad():
         got = backbone.float()(images.float(), ['semseg'])['semseg']
     # in float32: gamma(n) max|tap|, n = 2^13 > the ~7,200 terms summed along a path: per
-    # block 11C + 48 and 3 prompts (see test_pertask.py), per merge 12C, widths 16 to 128
+    # block 11C + 48 and 3 prompts, per merge 12C, widths C of 16-128 (docs/testing.md)
     allowed = gamma(2 ** 13, torch.float32)
     for tap, (ours, theirs) in enumerate(zip(got, want)):
         assert_within(ours, theirs.permute(0, 3, 1, 2), allowed * theirs.abs().max(),
