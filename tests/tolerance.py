@@ -21,6 +21,10 @@ elementwise. Two ways to check a computation follow:
   what float32 rounding can add there (products, sums, elementwise functions, and the
   errors of their operands propagated). Each float32 result must lie within its bound of
   the float64 value (whose own error is 2^29 times smaller, and is ignored).
+- **Through a whole network**, for a float32 model against its float64 evaluation:
+  ``gamma(n) max|want|`` with n the terms summed along a path from input to output (every
+  product's inner dimension, a norm's mean and variance, a softmax), as docs/testing.md
+  counts them for the Swins of the tests.
 - **Identities in float64** (``assert_identity``, ``assert_identities``), for two
   arrangements of the same algebra (a merged model against the unmerged one, a fused path
   against the plain formulas): both sides in float64, so an error of the algebra (a term

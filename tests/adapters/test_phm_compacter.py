@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapterkit import build_model, count_parameters, load_config
+from tolerance import assert_identity, assert_within, gamma
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 STAGES = 4  # the tiny Swin of conftest: one block per stage, widths 16, 32, 64, 128
@@ -145,8 +146,10 @@ def test_forward_equals_the_formula_written_out(tiny_model, case, image):
         scale = w.abs().max()
         # the adapters really move every tap (by more than 10% of its scale) ...
         assert (w - u).abs().max() > 0.1 * scale, tap
-        # ... and fp32 through four blocks stays within 1e-5 of the float64 formula
-        assert (g.double() - w).abs().max() <= 1e-5 * scale, tap
+        # ... and fp32 lies within float32 rounding of the float64 formula: gamma(n) max|tap|,
+        # n = 2^13 > the ~5,300 terms summed along a path: per block 11C + 48 and its
+        # two adapters' 4C, per merge 12C, widths C of 16-128 (docs/testing.md)
+        assert_within(g, w, gamma(2 ** 13, torch.float32) * scale, f'tap {tap}')
 
 
 @pytest.mark.parametrize('share_rule', ['model', 'stage'])
@@ -177,7 +180,7 @@ def test_one_rule_tensor_serves_its_layers_and_gathers_all_their_gradients(tiny_
         assert copy.grad.abs().max() > 0  # every layer contributes
         by_hand[group] += copy.grad
     got = adapted.backbone.compacter.rule.grad
-    assert (got - by_hand).abs().max() <= 1e-9 * by_hand.abs().max()
+    assert_identity(got, by_hand, 'rule gradient')
 
 
 def test_initialisation_is_the_authors(tiny_model):
