@@ -92,12 +92,13 @@ class LoRALinear(LoRALayer, nn.Linear):
         in) stacked task-major, stream t with the factors ``tensors['lora_A'][t]`` and
         ``tensors['lora_B'][t]``. The frozen product runs once on all rows with its bias
         fused, and each task's delta is added into its rows in place."""
-        out = F.linear(x, self.weight, self.bias)
-        rows = (len(x), -1)
-        low = task_down(self.lora_dropout(x).reshape(*rows, x.shape[-1]), tensors['lora_A'])
+        flat = x.reshape(-1, x.shape[-1])
+        out = F.linear(flat, self.weight, self.bias)  # 2-D: addmm's own output, not a view
+        low = task_down(self.lora_dropout(flat).view(len(x), -1, flat.shape[-1]),
+                        tensors['lora_A'])
         if self.scale != 1:
             low = low * self.scale
-        return task_add_up(out.view(*rows, out.shape[-1]), low, tensors['lora_B']).view_as(out)
+        return task_add_up(out, low, tensors['lora_B']).view(*x.shape[:-1], -1)
 
 
 class LoRAConv2d(LoRALayer, nn.Conv2d):

@@ -92,24 +92,23 @@ class _TaskUp(torch.autograd.Function):
 
 
 class _TaskAddUp(torch.autograd.Function):
-    """base_t += up_t low_t, in place: no output-sized copy or pass beyond the GEMMs."""
+    """base_t += up_t low_t, in place: no output-sized copy or pass beyond the GEMM."""
 
     @staticmethod
     def forward(ctx, base, low, up):
         ctx.save_for_backward(low, up)
         ctx.mark_dirty(base)
         with no_autocast(base):
-            for task in range(len(low)):
-                base[task].addmm_(low[task], up[task].t())
+            base.view(*low.shape[:2], -1).baddbmm_(low, up.transpose(1, 2))
         return base
 
     @staticmethod
     def backward(ctx, grad):
         low, up = ctx.saved_tensors
         with no_autocast(grad):
-            grad = grad.contiguous()
-            grad_up = torch.bmm(low.transpose(1, 2), grad).transpose(1, 2)
-            return grad, torch.bmm(grad, rank_major(up)), grad_up
+            rows = grad.contiguous().view(*low.shape[:2], -1)
+            grad_up = torch.bmm(low.transpose(1, 2), rows).transpose(1, 2)
+            return grad, torch.bmm(rows, rank_major(up)), grad_up
 
 
 def task_down(inputs: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
@@ -126,6 +125,7 @@ def task_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Te
 
 
 def task_add_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """``base_t + up_t low_t`` of every task, written into ``base`` (T, M, out), which no
-    other op may need unchanged (the output of a linear map is such a tensor)."""
+    """``base_t + up_t low_t`` of every task, written into ``base`` (T*M rows of out, in
+    any shape), which no other op may need unchanged (the output of a linear map is such a
+    tensor). ``base`` itself, not a view of it: autograd would copy a view's base."""
     return _TaskAddUp.apply(base, low.to(base.dtype), up.to(base.dtype))
