@@ -22,6 +22,7 @@ from ..errors import StrategyError
 from ..registry import ADAPTERS
 from .base import AdapterStrategy, Patterns, as_pattern_list
 from ..layers.dropout import LoRADropout
+from ..layers.task_lowrank import task_add_up, task_down
 
 #: The four linears of every Swin block: attention qkv and proj, MLP fc1 and fc2. Anchored,
 #: so SwinV2's extra linears (``attn.cpb_mlp.*``) are not hit.
@@ -82,6 +83,22 @@ class LoRALinear(LoRALayer, nn.Linear):
 
     def _lora_forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(x, self.lora_A), self.lora_B)
+
+    #: what ``forward_tasks`` takes per task (PerTask's task-batched forward)
+    task_tensors = ('lora_A', 'lora_B')
+
+    def forward_tasks(self, tensors: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward of T task streams at once (``adapters/pertask.py``): ``x`` (T, ...,
+        in) stacked task-major, stream t with the factors ``tensors['lora_A'][t]`` and
+        ``tensors['lora_B'][t]``. The frozen product runs once on all rows with its bias
+        fused, and each task's delta is added into its rows in place."""
+        flat = x.reshape(-1, x.shape[-1])
+        out = F.linear(flat, self.weight, self.bias)  # 2-D: addmm's own output, not a view
+        low = task_down(self.lora_dropout(flat).view(len(x), -1, flat.shape[-1]),
+                        tensors['lora_A'])
+        if self.scale != 1:
+            low = low * self.scale
+        return task_add_up(out, low, tensors['lora_B']).view(*x.shape[:-1], -1)
 
 
 class LoRAConv2d(LoRALayer, nn.Conv2d):

@@ -30,6 +30,14 @@ autograd on those batched calls. Within such a module:
 - scaled-dot-product attention runs torch's math backend (torch has no batching rule for
   its fused CPU kernel).
 
+Task-batched forward: a class may run the T streams itself, faster than vmap can: it
+names the tensors it takes per task in ``task_tensors`` and defines ``forward_tasks(tensors,
+x, *args, **kwargs)``, x viewed (T, rows, ...), ``tensors`` {name: stack (T, ...)}; PerTask
+calls it for a module of exactly that class (not a subclass, which may compute something
+else) whose per-task tensors are exactly those, and vmap otherwise. ``LoRALinear`` does:
+the frozen product once on all rows with its bias fused, the deltas as one GEMM per task
+added into it in place (``layers/task_lowrank.py``).
+
 Limits: a per-task tensor must be read only inside the forward of the module that holds it
 (or of the injected module around it), whose first argument holds the stacked streams along
 its first dimension. A module that reads another's tensors directly (a block variant reading
@@ -68,6 +76,7 @@ class PerTaskModule:
     pertask_count = 0
     pertask_merged = False  # merged for one task: the plain forward
     pertask_called = False
+    pertask_batched = False  # the module's class runs the streams itself (forward_tasks)
 
     def forward(self, x, *args, **kwargs):
         forward = super().forward
@@ -75,6 +84,10 @@ class PerTaskModule:
             return forward(x, *args, **kwargs)
         self.pertask_called = True
         stacks = {target: self.get_parameter(source) for target, source in self.pertask_swaps}
+        if self.pertask_batched:
+            out = self.forward_tasks(stacks, x.unflatten(0, (self.pertask_count, -1)),
+                                     *args, **kwargs)
+            return tree_map(lambda t: t.flatten(0, 1), out)
 
         def stream(tensors, rows):
             with swapped(self, tensors):
@@ -270,6 +283,9 @@ class PerTask(AdapterStrategy):
             holder, _, leaf = relative.rpartition('.')
             source = f'{holder}.{PREFIX}{leaf}'.lstrip('.') if name in base else relative
             swaps.append((relative, source))
+        own = vars(type(module))  # not inherited: a subclass may compute something else
+        module.pertask_batched = ('forward_tasks' in own and
+                                  set(own.get('task_tensors', ())) == {t for t, _ in swaps})
         module.__class__ = _per_task_class(type(module))
         module.pertask_swaps = tuple(swaps)
         module.pertask_count = len(self.tasks)

@@ -12,8 +12,8 @@ it from here; a block a single method owns stays in that method's module or fold
   ``lora_dropout.c``); used by LoRA and MTLoRA.
 - ``window_attention.py``: Swin's window attention stopped before ``proj``, for methods
   that project it per stream.
-- ``task_lowrank.py``: ``task_down`` / ``task_up``, low-rank products with factors of
-  their own per stream (T streams batched).
+- ``task_lowrank.py``: ``task_down`` / ``task_up`` / ``task_add_up``, low-rank products
+  with factors of their own per stream (T streams batched).
 - ``native.py``: building and loading the C kernels (``*.c`` beside the modules that use
   them) with the system's compiler.
 """

@@ -10,7 +10,9 @@ as one GEMM per stream than as one batched call. Both compute outside autocast, 
 dtype their wrappers below cast to (autocast's where it is on).
 
 Shapes: base (M, out); inputs (T, M, in), or (M, in) read by every stream; down (T, r, in);
-up (T, out, r); low (T, M, r). Used by MTLoRA's task branches (``adapters/mtlora/``); any
+up (T, out, r); low (T, M, r). ``task_add_up`` adds ``up_t low_t`` into a base of every
+stream's own, (T, M, out), in place (a per-task LoRA layer's frozen output). Used by MTLoRA's
+task branches (``adapters/mtlora/``) and LoRA's per-task forward (``adapters/lora.py``); any
 method with per-stream low-rank factors can use them.
 """
 import torch
@@ -89,6 +91,26 @@ class _TaskUp(torch.autograd.Function):
             return grad_base, torch.bmm(grad, rank_major(up)), grad_up
 
 
+class _TaskAddUp(torch.autograd.Function):
+    """base_t += up_t low_t, in place: no output-sized copy or pass beyond the GEMM."""
+
+    @staticmethod
+    def forward(ctx, base, low, up):
+        ctx.save_for_backward(low, up)
+        ctx.mark_dirty(base)
+        with no_autocast(base):
+            base.view(*low.shape[:2], -1).baddbmm_(low, up.transpose(1, 2))
+        return base
+
+    @staticmethod
+    def backward(ctx, grad):
+        low, up = ctx.saved_tensors
+        with no_autocast(grad):
+            rows = grad.contiguous().view(*low.shape[:2], -1)
+            grad_up = torch.bmm(low.transpose(1, 2), rows).transpose(1, 2)
+            return grad, torch.bmm(rows, rank_major(up)), grad_up
+
+
 def task_down(inputs: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
     """``down_t u_t`` of every task, (T, M, r), in autocast's dtype where it is on."""
     device = inputs.device.type
@@ -100,3 +122,10 @@ def task_down(inputs: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
 def task_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """``base + up_t low_t`` of every task, (T, M, out)."""
     return _TaskUp.apply(base, low.to(base.dtype), up.to(base.dtype))
+
+
+def task_add_up(base: torch.Tensor, low: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``base_t + up_t low_t`` of every task, written into ``base`` (T*M rows of out, in
+    any shape), which no other op may need unchanged (the output of a linear map is such a
+    tensor). ``base`` itself, not a view of it: autograd would copy a view's base."""
+    return _TaskAddUp.apply(base, low.to(base.dtype), up.to(base.dtype))

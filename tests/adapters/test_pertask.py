@@ -136,6 +136,31 @@ def test_a_task_loss_trains_that_task_copies_only():
             assert not others.any() and param.grad[index].any(), name
 
 
+def test_lora_layers_run_their_task_batched_forward_with_vmaps_values_and_gradients():
+    """LoRALinear's forward_tasks (hand-written backward) against vmap's per-stream forward,
+    float64 (rounding alone differs), scale 2 so that the scale is exercised."""
+    batched = as_trained(build(dict(type='PerTask', strategy=dict(type='LoRA', rank=2,
+                                                                  alpha=4.0))).double()).train()
+    per_task = [m for m in batched.backbone.modules() if isinstance(m, PerTaskModule)]
+    assert len(per_task) == 32 and all(m.pertask_batched for m in per_task)
+    vmapped = copy.deepcopy(batched)
+    for module in vmapped.backbone.modules():
+        if isinstance(module, PerTaskModule):
+            module.pertask_batched = False
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    results = []
+    for model in (batched, vmapped):
+        logits = model(images)
+        sum((o * torch.linspace(-1, 1, o.shape[1], dtype=o.dtype)[:, None, None]).mean()
+            for o in logits.values()).backward()
+        results.append((logits, {n: p.grad for n, p in model.named_parameters()
+                                 if p.requires_grad}))
+    for task, want in results[1][0].items():
+        assert (results[0][0][task] - want).abs().max() <= 1e-10 * want.abs().max(), task
+    for name, want in results[1][1].items():
+        assert (results[0][1][name] - want).abs().max() <= 1e-10 * want.abs().max(), name
+
+
 def test_checkpointed_blocks_give_the_same_gradients():
     plain = build(dict(type='PerTask', strategy=dict(type='LoRA', rank=2,
                                                      trainable=['relative_position_bias'])))
