@@ -155,10 +155,11 @@ def test_lora_layers_run_their_task_batched_forward_with_vmaps_values_and_gradie
             for o in logits.values()).backward()
         results.append((logits, {n: p.grad for n, p in model.named_parameters()
                                  if p.requires_grad}))
-    for task, want in results[1][0].items():
-        assert_identity(results[0][0][task], want, task)
-    for name, want in results[1][1].items():
-        assert_identity(results[0][1][name], want, name)
+    (logits, grads), (want_logits, want_grads) = results
+    for task, want in want_logits.items():
+        assert_identity(logits[task], want, task)
+    assert grads.keys() == want_grads.keys() and grads
+    assert_identities([grads[name] for name in want_grads], want_grads.values(), 'gradient')
 
 
 def test_checkpointed_blocks_give_the_same_gradients():
