@@ -11,11 +11,16 @@
    unpickling is never used. The MTLoRA reference code pickles its yacs config next to
    its weights: ``yacs.config.CfgNode`` is read as the plain dict it is (nothing of yacs
    runs), so its checkpoints load and say what they are.
-3. Checkpoint files are read by their content (``layouts.file_format``), not their
+3. mmengine's optimizer builder imports transformers at module level, to register its
+   Adafactor: with peft installed that is 2-3 s of every command's start.
+   ``install_lazy_adafactor`` imports the builder without it and registers an ``Adafactor``
+   that imports transformers when an optimizer of that type is built.
+4. Checkpoint files are read by their content (``layouts.file_format``), not their
    suffix: a safetensors file reads as ``{'state_dict': tensors, 'meta': metadata}``, also
    through mmengine's ``load_from``.
 """
 import collections
+import importlib.util
 import os
 import pickle
 import sys
@@ -58,7 +63,6 @@ def install_mmcv_ops_shim() -> None:
     current = sys.modules.get('mmcv.ops')
     if current is not None and getattr(current, '__adapterkit_shim__', False):
         return
-    import importlib.util
     if importlib.util.find_spec('mmcv._ext') is not None:
         return  # real compiled ops are available
     shim = types.ModuleType('mmcv.ops')
@@ -77,6 +81,31 @@ def install_mmcv_ops_shim() -> None:
     import mmcv
     sys.modules['mmcv.ops'] = shim
     mmcv.ops = shim
+
+
+# ------------------------------------------------- transformers' Adafactor, on demand
+def _adafactor(params, **kwargs):
+    """transformers' Adafactor, imported when one is built. mmengine passes the parameters
+    under the name of the first argument, which it reads off the signature."""
+    from transformers import Adafactor
+    return Adafactor(params, **kwargs)
+
+
+def install_lazy_adafactor() -> None:
+    """Import mmengine's optimizer builder with ``import transformers`` failing (its own
+    guard skips Adafactor), then register the lazy ``Adafactor``. A no-op where the builder
+    or transformers is already imported, or transformers is not installed."""
+    builder = 'mmengine.optim.optimizer.builder'
+    if builder in sys.modules or 'transformers' in sys.modules \
+            or importlib.util.find_spec('transformers') is None:
+        return
+    sys.modules['transformers'] = None  # makes `import transformers` raise ImportError
+    try:
+        importlib.import_module(builder)
+    finally:
+        del sys.modules['transformers']
+    from mmengine.registry import OPTIMIZERS
+    OPTIMIZERS.register_module(name='Adafactor', module=_adafactor)
 
 
 # ------------------------------------------------------- safe checkpoint loading
@@ -184,5 +213,6 @@ def install_safe_checkpoint_loading() -> None:
 
 
 def install() -> None:
+    install_lazy_adafactor()  # before anything imports mmengine.runner or mmengine.optim
     install_mmcv_ops_shim()
     install_safe_checkpoint_loading()

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,6 +34,29 @@ def test_other_compiled_ops_raise_module_not_found():
     # mmseg's guarded import of point-head ops falls back as designed.
     from mmseg.models.decode_heads import psa_head
     assert psa_head.PSAMask is None
+
+
+
+def test_the_runner_starts_without_transformers_and_adafactor_still_builds():
+    """mmengine's optimizer builder imports transformers (2-3 s with peft installed) to
+    register Adafactor; adapterkit registers it on demand instead. A fresh process: this
+    one has imported mmengine long ago."""
+    code = """if True:
+        import sys, torch
+        import adapterkit.registry
+        from mmengine.optim import build_optim_wrapper
+        from mmengine.runner import Runner
+        print('transformers imported:', 'transformers' in sys.modules)
+        wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), dict(optimizer=dict(
+            type='Adafactor', lr=1e-3, relative_step=False, scale_parameter=False)))
+        print('optimizer:', type(wrapper.optimizer).__module__, type(wrapper.optimizer).__name__)
+    """
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = [line for line in proc.stdout.splitlines() if line.startswith(('transformers', 'opt'))]
+    assert ours == ['transformers imported: False',
+                    'optimizer: transformers.optimization Adafactor']
 
 
 class _RunsCode:
