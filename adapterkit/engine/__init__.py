@@ -1,3 +1,5 @@
+# compat.py's shims first: the modules below import mmengine's Runner and optimizers
+from .. import registry  # noqa: F401
 from .distributed import FSDPGradClipHook
 from .hooks import (FiniteLossHook, LogPredictionsHook, SafeCheckpointHook, SaveMetricsHook,
                     SavePredictionsHook)
