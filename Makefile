@@ -25,8 +25,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m adapterkit demo
 
+# Two pytest-xdist workers of one torch thread each (whole modules to a worker, so that a
+# module's shared runs happen once): most of the suite is single-threaded Python (process
+# start-ups, the Runner), which leaves a second core idle; more threads than cores slow torch.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf work_dirs $(DATA) data/compare

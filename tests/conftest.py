@@ -11,10 +11,14 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+# The torch threads of the suite and of every process it starts (they inherit them): 2 unless
+# set (`make test` runs two pytest-xdist workers of one thread each). The tests' models are
+# small: more threads than that only slow them.
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
 
 def _run_adapterkit(*args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS='2')
-    proc = subprocess.run([sys.executable, '-m', 'adapterkit', *args], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, '-m', 'adapterkit', *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f'adapterkit {args[0]} failed ({proc.returncode}):\n'

@@ -99,7 +99,7 @@ def with_path(folder):
     """The environment with ``folder`` first on PYTHONPATH (what was there stays: it may be
     where adapterkit itself comes from)."""
     path = os.pathsep.join(filter(None, [folder, os.environ.get('PYTHONPATH')]))
-    return dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=path)
+    return dict(os.environ, PYTHONPATH=path)
 
 
 def adapterkit(*args, pythonpath, cwd=REPO):

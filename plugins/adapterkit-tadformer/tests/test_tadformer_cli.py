@@ -25,8 +25,7 @@ def run(*args, cwd, pythonpath):
     (no source checkout of the plugin on the path)."""
     path = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
             if p and 'adapterkit-tadformer' not in p and 'tadformer-plugin' not in p]
-    env = dict(os.environ, OMP_NUM_THREADS='2',
-               PYTHONPATH=os.pathsep.join([pythonpath, str(REPO), *path]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pythonpath, str(REPO), *path]))
     proc = subprocess.run([sys.executable, '-m', 'adapterkit', *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f'{args[0]}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
