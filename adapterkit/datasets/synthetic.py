@@ -524,7 +524,6 @@ def _render_room(rng, height, width, cfg, appearance) -> dict:
     sin, cos = np.sin(pitch), np.cos(pitch)
     # World: X right, Y down, Z forward (horizontal); the camera looks down by `pitch`. A
     # pixel's ray, scaled to 1 along the camera axis, so that t along it IS the depth.
-    ray_x = (xx - width / 2) / focal
     down = (yy - height / 2) / focal
     ray_y, ray_z = down * cos + sin, -down * sin + cos
 
