@@ -1,7 +1,7 @@
 """Per-task LoRA against four single-task LoRA models, measured side by side.
 
     python benchmarks/compare_pertask.py [--threads 2] [--iters 5] [--img 448] [--batch 2]
-        [--profile] [--out FILE]
+        [--device cpu] [--profile] [--out FILE]
 
 Swin-T, LoRA rank 4 on qkv, proj, fc1 and fc2, the four PASCAL tasks, random weights and
 data. One training step (forward, the task losses, backward, AdamW) of
@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--img', type=int, default=448)
     parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--device', default='cpu', help="where the steps run ('cuda' on a "
+                        'GPU: benchmarks/gpu_check.sh)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument('--out', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     configure_cpu_malloc()
     torch.manual_seed(0)
-    images = torch.randn(args.batch, 3, args.img, args.img)
+    images = torch.randn(args.batch, 3, args.img, args.img, device=args.device)
 
     per_task = train_step(model_of(PER_TASK, args.img, FOUR), images, args.img)
     singles = [train_step(model_of(SINGLE, args.img, [task]), images, args.img) for task in FOUR]
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
     result = dict(medians, ratio=round(medians['per_task_step']
                                        / medians['four_single_task_steps'], 3),
                   all_seconds={k: [round(t, 3) for t in v] for k, v in times.items()},
-                  threads=args.threads, img=args.img, batch=args.batch)
+                  threads=args.threads, img=args.img, batch=args.batch, device=args.device)
     print(json.dumps(result), flush=True)
     if args.profile:
         print('per-task step:\n' + profile(per_task))

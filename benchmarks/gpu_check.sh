@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of issue 7, prepared for a lent H200: about 10 minutes, one GPU, no network.
+# The GPU check of issues 7 and 14, prepared for a lent H100/H200: about 10 minutes, one GPU,
+# no network.
 #
 #   bash benchmarks/gpu_check.sh          (uses .venv/bin/python when present, else python)
 #
@@ -18,7 +19,10 @@
 #      MTLoRA r64 with torch.compile, to see what each switch is worth here;
 #    - inference of the plain Swin-T multi-task model (the full FT config) and of merged
 #      LoRA / MTLoRA: latency at batch 1, throughput at batch 32.
-# Targets: MTLoRA r64 training >= 1,000 img/s; merged MTLoRA latency within 15% of plain.
+# 3. Issue 14: a PerTask(LoRA r4) training step (four task streams in one batched forward)
+#    against four single-task LoRA r4 steps, float32, batch 2 (the CPU figure's) and 8.
+# Targets: MTLoRA r64 training >= 1,000 img/s; merged MTLoRA latency within 15% of plain;
+# the per-task step at most 0.8 of the four single-task steps.
 # Record the figures in docs/performance.md ("GPU (H200)") with the date and the machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +76,20 @@ print(json.dumps(dict(run=sys.argv[2], ok=True, gpu=sys.argv[3], **result)))' \
     fi
 }
 
+pertask() {  # BATCH: benchmarks/compare_pertask.py on the GPU
+    local name=pertask_b$1 start=$SECONDS
+    if timeout 300 "$PY" benchmarks/compare_pertask.py --device cuda --batch "$1" --iters 10 \
+            --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1; then
+        "$PY" -c 'import json, sys
+result = json.load(open(sys.argv[1]))
+result.pop("all_seconds")
+print(json.dumps(dict(run=sys.argv[2], ok=True, **result)))' "$OUT/$name.json" "$name" \
+            | tee -a "$RESULTS"
+    else
+        report "$name" false $((SECONDS - start))
+    fi
+}
+
 read -r TORCH GPU < <("$PY" -c 'import torch
 print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "none")')
 echo "# gpu_check $(date -u +%FT%TZ): torch $TORCH, GPU $GPU" >&2
@@ -106,10 +124,14 @@ bench infer_mtlora_r64_merged_b1 "$MTLORA" infer 1 merged
 bench infer_full_b32 "$FULL" infer "$BATCH"
 bench infer_mtlora_r64_merged_b32 "$MTLORA" infer "$BATCH" merged
 
+# 3. Per-task LoRA against four single-task LoRA models.
+pertask 2
+pertask 8
+
 # Last, as it compiles for a minute or two: is torch.compile worth it here?
 bench train_mtlora_r64_compile "$MTLORA" train "$BATCH" '' model.torch_compile=True
 
-# The targets of issue 7.
+# The targets of issues 7 and 14.
 "$PY" - "$RESULTS" <<'EOF'
 import json
 import sys
@@ -132,5 +154,9 @@ for batch in ('b1', 'b32'):
     ratio = round(merged / plain, 3) if plain and merged else None
     summary[f'merged_mtlora_over_plain_latency_{batch}'] = ratio
     summary[f'merged_mtlora_within_15pct_{batch}'] = ratio is not None and ratio <= 1.15
+for batch in (2, 8):
+    ratio = figure(f'pertask_b{batch}', 'ratio')
+    summary[f'pertask_over_four_lora_b{batch}'] = ratio
+    summary[f'pertask_target_0.8_b{batch}'] = ratio is not None and ratio <= 0.8
 print(json.dumps(summary))
 EOF

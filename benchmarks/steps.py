@@ -27,9 +27,11 @@ def model_of(config: str, img: int, tasks: Optional[Sequence[str]] = None):
 
 def train_step(model, images: torch.Tensor, img: int) -> Callable[[], None]:
     """One training step of ``model`` on ``images`` with random targets: forward, the
-    weighted task losses, backward and an AdamW step."""
+    weighted task losses, backward and an AdamW step, on the images' device (which ``model``
+    is moved to); on a GPU the step waits for its kernels, so that it can be timed."""
     from adapterkit.engine.bench import random_targets
-    targets = random_targets(model.tasks, len(images), img, 'cpu')
+    model.to(images.device)
+    targets = random_targets(model.tasks, len(images), img, images.device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
@@ -39,6 +41,8 @@ def train_step(model, images: torch.Tensor, img: int) -> Callable[[], None]:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if images.is_cuda:
+            torch.cuda.synchronize()
     return step
 
 
