@@ -36,7 +36,6 @@ def test_other_compiled_ops_raise_module_not_found():
     assert psa_head.PSAMask is None
 
 
-
 def test_the_runner_starts_without_transformers_and_adafactor_still_builds():
     """mmengine's optimizer builder imports transformers (2-3 s with peft installed) to
     register Adafactor; adapterkit registers it on demand instead. A fresh process: this
