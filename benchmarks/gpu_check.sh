@@ -55,6 +55,14 @@ cli() {  # NAME COMMAND...: a CLI run; its output goes to the log
     report "$name" "$ok" $((SECONDS - start))
 }
 
+figures() {  # NAME KEY: the line of a run from its $OUT/NAME.json, less its list KEY
+    "$PY" -c 'import json, sys
+result = json.load(open(sys.argv[1]))
+result.pop(sys.argv[3])
+print(json.dumps(dict(run=sys.argv[2], ok=True, gpu=sys.argv[4], **result)))' \
+        "$OUT/$1.json" "$1" "$2" "$GPU" | tee -a "$RESULTS"
+}
+
 bench() {  # NAME CONFIG MODE BATCH [merged] [KEY=VALUE...]: `adapterkit bench --amp`
     local name=$1 config=$2 mode=$3 batch=$4 merged=${5:-} start=$SECONDS
     shift 4
@@ -66,11 +74,7 @@ bench() {  # NAME CONFIG MODE BATCH [merged] [KEY=VALUE...]: `adapterkit bench -
     [ $# -gt 0 ] && args+=(--cfg-options "$@")
     if timeout 300 "$PY" -m adapterkit bench "$config" "${args[@]}" \
             > "$OUT/$name.json" 2> "$OUT/$name.log"; then
-        "$PY" -c 'import json, sys
-result = json.load(open(sys.argv[1]))
-result.pop("step_s_all")
-print(json.dumps(dict(run=sys.argv[2], ok=True, gpu=sys.argv[3], **result)))' \
-            "$OUT/$name.json" "$name" "$GPU" | tee -a "$RESULTS"
+        figures "$name" step_s_all
     else
         report "$name" false $((SECONDS - start))
     fi
@@ -80,11 +84,7 @@ pertask() {  # BATCH: benchmarks/compare_pertask.py on the GPU
     local name=pertask_b$1 start=$SECONDS
     if timeout 300 "$PY" benchmarks/compare_pertask.py --device cuda --batch "$1" --iters 10 \
             --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1; then
-        "$PY" -c 'import json, sys
-result = json.load(open(sys.argv[1]))
-result.pop("all_seconds")
-print(json.dumps(dict(run=sys.argv[2], ok=True, **result)))' "$OUT/$name.json" "$name" \
-            | tee -a "$RESULTS"
+        figures "$name" all_seconds
     else
         report "$name" false $((SECONDS - start))
     fi
